@@ -1,0 +1,174 @@
+"""Turn any image cell a user may have into a model-ready RGB image, or a reason why not.
+
+Every scorer goes through :func:`load_image`, so the normalisation below is the same everywhere:
+
+* accepted cells: a decoded ``PIL.Image`` (the ``Image()`` feature), a ``{"bytes", "path"}`` dict
+  (``Image(decode=False)``), a local path (``str`` or ``os.PathLike``; relative paths are resolved
+  against ``image_root``), raw ``bytes``;
+* EXIF orientation is applied; animated images (GIF, APNG, WebP) are judged on their first frame;
+* modes: ``RGBA``/``LA``/``P``-with-transparency are composited on white, ``I;16``/``I``/``F`` are
+  rescaled from their own min..max to 8 bits, ``1``/``L``/``CMYK``/``YCbCr`` are converted to RGB;
+* images whose short side is under ``min_side`` pixels are upscaled (bicubic) so it is ``min_side``;
+* refused with a reason: ``None``, missing files, bytes that are not an image, corrupt or truncated
+  files, images over ``max_image_pixels`` (decompression bombs), aspect ratios over ``max_aspect_ratio``
+  (the Qwen-VL processor refuses more than 200:1).
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from PIL import Image, ImageFile, ImageOps, UnidentifiedImageError
+
+#: PIL's own default bomb limit; anything larger is refused rather than decoded.
+DEFAULT_MAX_IMAGE_PIXELS = 89_478_485
+DEFAULT_MIN_SIDE = 28
+DEFAULT_MAX_ASPECT_RATIO = 200.0
+
+
+class RowError(Exception):
+    """A row-level failure: the row gets NaN and ``str(error)`` as its reason; the batch goes on."""
+
+
+@dataclass(frozen=True)
+class ImagePolicy:
+    """Limits applied by :func:`load_image`."""
+
+    min_side: int = DEFAULT_MIN_SIDE
+    max_aspect_ratio: float = DEFAULT_MAX_ASPECT_RATIO
+    max_image_pixels: int = DEFAULT_MAX_IMAGE_PIXELS
+    image_root: str | None = None
+
+
+def load_image(cell: Any, policy: ImagePolicy = ImagePolicy()) -> Image.Image:
+    """Return ``cell`` as an RGB ``PIL.Image`` or raise :class:`RowError` with a short reason.
+
+    Example:
+        >>> from PIL import Image
+        >>> load_image(Image.new("RGBA", (40, 30))).mode
+        'RGB'
+        >>> load_image(None)
+        Traceback (most recent call last):
+        ...
+        hf_vlm_filter.inputs.images.RowError: missing image
+    """
+    image = _open(cell, policy)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            _check_size(image.size, policy)
+            if getattr(image, "is_animated", False):
+                image.seek(0)
+            image.load()
+            image = ImageOps.exif_transpose(image)
+    except RowError:
+        raise
+    except (OSError, SyntaxError, ValueError, Image.DecompressionBombWarning, Image.DecompressionBombError) as exc:
+        raise RowError(f"corrupt or truncated image: {_short(exc)}") from None
+    image = _to_rgb(image)
+    return _fit_shape(image, policy)
+
+
+def _open(cell: Any, policy: ImagePolicy) -> Image.Image:
+    if cell is None:
+        raise RowError("missing image")
+    if isinstance(cell, Image.Image):
+        return cell
+    if isinstance(cell, dict):
+        if cell.get("bytes") is not None:
+            return _open_bytes(cell["bytes"])
+        if cell.get("path"):
+            return _open_path(cell["path"], policy)
+        raise RowError("missing image")
+    if isinstance(cell, (bytes, bytearray, memoryview)):
+        return _open_bytes(bytes(cell))
+    if isinstance(cell, (str, os.PathLike)):
+        if isinstance(cell, str) and not cell.strip():
+            raise RowError("missing image")
+        return _open_path(cell, policy)
+    raise RowError(f"unsupported image cell of type {type(cell).__name__}")
+
+
+def _open_bytes(data: bytes) -> Image.Image:
+    if not data:
+        raise RowError("empty image bytes")
+    return _pil_open(io.BytesIO(data))
+
+
+def _open_path(path: str | os.PathLike, policy: ImagePolicy) -> Image.Image:
+    resolved = Path(path).expanduser()
+    if not resolved.is_absolute() and policy.image_root:
+        resolved = Path(policy.image_root) / resolved
+    if not resolved.is_file():
+        raise RowError(f"image file not found: {os.fspath(path)}")
+    return _pil_open(io.BytesIO(resolved.read_bytes()))
+
+
+def _pil_open(stream: io.BytesIO) -> Image.Image:
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            return Image.open(stream)
+    except UnidentifiedImageError:
+        raise RowError("not an image (unrecognised format)") from None
+    except (Image.DecompressionBombWarning, Image.DecompressionBombError) as exc:
+        raise RowError(f"decompression bomb refused: {_short(exc)}") from None
+    except (OSError, SyntaxError, ValueError) as exc:
+        raise RowError(f"corrupt or truncated image: {_short(exc)}") from None
+
+
+def _check_size(size: tuple[int, int], policy: ImagePolicy) -> None:
+    width, height = size
+    if width <= 0 or height <= 0:
+        raise RowError(f"image has no pixels ({width}x{height})")
+    if width * height > policy.max_image_pixels:
+        raise RowError(
+            f"decompression bomb refused: {width}x{height} is over {policy.max_image_pixels} pixels"
+        )
+
+
+def _to_rgb(image: Image.Image) -> Image.Image:
+    mode = image.mode
+    if mode == "RGB":
+        return image
+    if mode in ("I;16", "I;16B", "I;16L", "I;16N", "I", "F"):
+        values = np.asarray(image, dtype=np.float64)
+        low, high = float(values.min()), float(values.max())
+        scaled = np.zeros_like(values) if high <= low else (values - low) * (255.0 / (high - low))
+        return Image.fromarray(scaled.round().astype(np.uint8), mode="L").convert("RGB")
+    if mode == "P" and "transparency" in image.info:
+        image = image.convert("RGBA")
+        mode = "RGBA"
+    if mode in ("RGBA", "LA", "PA", "La", "RGBa"):
+        rgba = image.convert("RGBA")
+        background = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
+        return Image.alpha_composite(background, rgba).convert("RGB")
+    return image.convert("RGB")
+
+
+def _fit_shape(image: Image.Image, policy: ImagePolicy) -> Image.Image:
+    width, height = image.size
+    ratio = max(width, height) / min(width, height)
+    if ratio > policy.max_aspect_ratio:
+        raise RowError(f"aspect ratio {ratio:.0f}:1 is over {policy.max_aspect_ratio:.0f}:1")
+    short = min(width, height)
+    if short < policy.min_side:
+        scale = policy.min_side / short
+        size = (max(policy.min_side, round(width * scale)), max(policy.min_side, round(height * scale)))
+        image = image.resize(size, Image.Resampling.BICUBIC)
+    return image
+
+
+def _short(exc: BaseException, limit: int = 120) -> str:
+    text = str(exc) or type(exc).__name__
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+# Truncated files must raise, not be silently padded with grey.
+ImageFile.LOAD_TRUNCATED_IMAGES = False

@@ -1,0 +1,1 @@
+"""Model-side helpers: checkpoint loading, prompt/tensor building, score readouts."""

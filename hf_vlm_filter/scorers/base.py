@@ -1,0 +1,202 @@
+"""The scorer contract every scorer in this package follows.
+
+A scorer is a plain callable object shaped for ``datasets.Dataset.map(scorer, batched=True)``:
+
+* **batch in, columns out** — ``scorer(batch)`` takes a batch (a dict of equal-length lists, as
+  ``map(batched=True)`` passes it) and returns a dict holding only the scorer's *new* columns, one
+  value per input row, in input order. ``datasets`` merges them with the input columns, so every
+  input row, column and order is kept.
+* **a bad row never sinks a batch** — a row that cannot be scored gets ``NaN`` in
+  ``{prefix}_score`` and a short reason in ``{prefix}_error``; rows that were scored have the empty
+  string there (never ``None``: ``datasets`` fixes a column's type from the first batch written, and
+  an all-``None`` first batch would make the column unable to hold a reason later).
+* **declared schema** — :meth:`Scorer.output_features` gives the new columns' ``Features``, so a
+  streaming ``IterableDataset.map(..., features=...)`` keeps its schema (see :func:`map_with_scorer`).
+* **picklable configuration** — pickling keeps only the frozen config dataclass, never the model:
+  ``datasets`` fingerprints stay stable (a second identical ``map`` reuses the cache) and ``num_proc``
+  workers receive a few hundred bytes, then load the model themselves on first use.
+* **engine-agnostic** — ``prepare`` (CPU: decoding, tokenising) and ``score_prepared`` (the model)
+  are separate, as in transformers pipelines, so any engine (``ds.map``, torchrun shards, Ray actors)
+  can drive them. ``rank`` (``map(with_rank=True)``) selects a GPU.
+
+Adding a scorer means one new module with a subclass that sets ``prefix``, ``extra_features`` and
+the two hooks, and one line in :mod:`hf_vlm_filter.scorers` (the registry).
+"""
+
+from __future__ import annotations
+
+import math
+from abc import ABC, abstractmethod
+from collections.abc import Mapping, Sequence
+from typing import Any, ClassVar
+
+import numpy as np
+from datasets import Features, List, Value
+
+from ..inputs import RowError
+
+Batch = Mapping[str, Sequence[Any]]
+
+
+class Scorer(ABC):
+    """Base class: turns ``prepare``/``score_prepared`` into the batched, row-safe map contract."""
+
+    #: Column prefix: the scorer writes ``{prefix}_score`` and ``{prefix}_error``.
+    prefix: ClassVar[str] = "score"
+
+    def __init__(self, config: Any) -> None:
+        self.config = config
+
+    # ---- hooks for subclasses -------------------------------------------------------------
+    @abstractmethod
+    def prepare(self, batch: Batch, index: int) -> Any:
+        """CPU work for row ``index`` of ``batch``; raise :class:`RowError` for a bad row."""
+
+    @abstractmethod
+    def score_prepared(self, items: list[Any], rank: int | None = None) -> list[dict[str, Any]]:
+        """Model work for prepared rows; returns one dict of column values per item.
+
+        Each dict holds ``{prefix}_score`` and any extra columns. An item-level failure may be
+        reported by putting a :class:`RowError` instance under the key ``"error"``.
+        """
+
+    def extra_features(self) -> dict[str, Any]:
+        """Features of the columns this scorer writes besides score and error (default none)."""
+        return {}
+
+    def check_columns(self, batch: Batch) -> None:
+        """Raise ``KeyError`` with a helpful message when the batch lacks a required column."""
+
+    # ---- the contract ---------------------------------------------------------------------
+    @property
+    def score_column(self) -> str:
+        return f"{self.prefix}_score"
+
+    @property
+    def error_column(self) -> str:
+        return f"{self.prefix}_error"
+
+    def output_features(self, input_features: Features | None = None) -> Features:
+        """The new columns' features, merged after ``input_features`` when given.
+
+        Example:
+            >>> from hf_vlm_filter import VLMJudge
+            >>> VLMJudge(model="./judge").output_features()["judge_score"]
+            Value('float32')
+        """
+        new = {self.score_column: Value("float32"), self.error_column: Value("string"), **self.extra_features()}
+        merged = dict(input_features or {})
+        merged.update(new)
+        return Features(merged)
+
+    def __call__(self, batch: Batch, rank: int | None = None) -> dict[str, list[Any]]:
+        """Score a batch; see the module docstring for the contract."""
+        self.check_columns(batch)
+        size = _batch_size(batch)
+        results: list[dict[str, Any] | None] = [None] * size
+        errors: list[str] = [""] * size
+        ready: list[int] = []
+        items: list[Any] = []
+        for index in range(size):
+            try:
+                items.append(self.prepare(batch, index))
+                ready.append(index)
+            except RowError as exc:
+                errors[index] = str(exc)
+        if items:
+            for index, result in zip(ready, self._score_isolating_failures(items, rank)):
+                error = result.pop("error", None)
+                if error is not None:
+                    errors[index] = str(error)
+                    result.pop(self.score_column, None)
+                results[index] = result
+        return self._columns(results, errors)
+
+    # ---- internals ------------------------------------------------------------------------
+    def _score_isolating_failures(self, items: list[Any], rank: int | None) -> list[dict[str, Any]]:
+        """Run the model; when a sub-batch fails, split it so only the failing rows get an error.
+
+        Out-of-memory errors are retried on halves as well, so any ``batch_size`` a user picks fits.
+        """
+        try:
+            return self.score_prepared(items, rank)
+        except Exception as exc:  # noqa: BLE001 - every failure becomes a row error below
+            if len(items) == 1:
+                return [{"error": RowError(f"model failed: {type(exc).__name__}: {_first_line(exc)}")}]
+            _release_accelerator_memory(exc)
+            middle = len(items) // 2
+            return self._score_isolating_failures(items[:middle], rank) + self._score_isolating_failures(
+                items[middle:], rank
+            )
+
+    def _columns(self, results: list[dict[str, Any] | None], errors: list[str]) -> dict[str, list[Any]]:
+        features = self.output_features()
+        columns: dict[str, list[Any]] = {name: [] for name in features}
+        for result, error in zip(results, errors):
+            for name in features:
+                if name == self.error_column:
+                    columns[name].append(error)
+                elif result is None or name not in result:
+                    columns[name].append(_missing_value(features[name]))
+                else:
+                    columns[name].append(result[name])
+        for name, feature in features.items():
+            if _is_float(feature) or (isinstance(feature, List) and _is_float(feature.feature)):
+                columns[name] = np.asarray(columns[name], dtype=np.float32)
+        return columns
+
+
+def _batch_size(batch: Batch) -> int:
+    sizes = {len(values) for values in batch.values()}
+    if len(sizes) > 1:
+        raise ValueError(f"batch columns have different lengths: {sorted(sizes)}")
+    return sizes.pop() if sizes else 0
+
+
+def _is_float(feature: Any) -> bool:
+    return isinstance(feature, Value) and feature.dtype.startswith("float")
+
+
+def _missing_value(feature: Any) -> Any:
+    """The value of a column for a row that was not scored: never ``None`` (see module docstring)."""
+    if _is_float(feature):
+        return math.nan
+    if isinstance(feature, List) and _is_float(feature.feature) and feature.length > 0:
+        return [math.nan] * feature.length
+    if isinstance(feature, Value) and feature.dtype == "string":
+        return ""
+    raise TypeError(f"no missing-value convention for feature {feature!r}")
+
+
+def _first_line(exc: BaseException, limit: int = 160) -> str:
+    text = (str(exc).strip().splitlines() or [""])[0]
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def _release_accelerator_memory(exc: BaseException) -> None:
+    if "out of memory" in str(exc).lower():
+        try:
+            import torch
+
+            if torch.cuda.is_available():
+                torch.cuda.empty_cache()
+        except ImportError:  # pragma: no cover - torch is a dependency
+            pass
+
+
+def map_with_scorer(dataset: Any, scorer: Scorer, **map_kwargs: Any) -> Any:
+    """``dataset.map(scorer, batched=True, features=...)`` with the output schema declared.
+
+    Works on ``Dataset`` and ``IterableDataset`` alike; for a streaming dataset the declared
+    features keep the schema that ``IterableDataset.map`` would otherwise drop.
+
+    Example:
+        >>> from datasets import load_dataset                          # doctest: +SKIP
+        >>> ds = load_dataset("parquet", data_files="pairs.parquet", split="train", streaming=True)  # doctest: +SKIP
+        >>> scored = map_with_scorer(ds, VLMJudge(model="./judge"), batch_size=16)   # doctest: +SKIP
+    """
+    map_kwargs.setdefault("batched", True)
+    features = getattr(dataset, "features", None)
+    if features is not None:
+        map_kwargs.setdefault("features", scorer.output_features(features))
+    return dataset.map(scorer, **map_kwargs)

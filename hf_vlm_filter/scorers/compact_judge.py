@@ -1,0 +1,356 @@
+"""The Compact VLM judge ("Trust the Model", arXiv 2507.20156) as a ``datasets`` map scorer.
+
+A Qwen2-VL fine-tune reads an image-caption pair and answers with a justification and
+``score: {N}`` on a 1-10 rubric; the paper keeps pairs scoring 9 or more. Two modes:
+
+``mode="fast"`` (default)
+    One forward pass per batch. The assistant turn is forced to start with ``score: {`` and the
+    probability of every score 1..10 is read from the logits (see
+    :mod:`hf_vlm_filter.models.score_readout`). ``judge_score`` is the expected score, a float in
+    [1, 10]. Differences from the reference: the judge does not write its justification first, so
+    the score is not conditioned on it; and the score is a probability-weighted mean rather than
+    one sampled integer, which ranks pairs more finely.
+``mode="reference"``
+    The seed script's procedure: the same prompt, greedy ``generate`` up to ``max_new_tokens``
+    (512), and the seed's ``score:\\s*\\{(\\d+)\\}`` rule on the decoded text. Batched with left
+    padding. Output without a score, or with one outside 1..10, gives NaN and a reason.
+
+Columns written: ``judge_score`` (float32, NaN when not scored), ``judge_error`` (``""`` or a
+reason), plus ``judge_probs`` (10 floats, fast mode, ``return_probs=True``) and ``judge_output``
+(the generated text, reference mode, ``return_text=True``).
+"""
+
+from __future__ import annotations
+
+import math
+import threading
+from dataclasses import asdict, dataclass, replace
+from typing import Any
+
+import torch
+from datasets import List, Value
+
+from ..inputs import ImagePolicy, RowError, clean_caption, load_image
+from ..models.loading import (
+    configure_worker_threads,
+    is_local,
+    load_or_explain,
+    resolve_device,
+    resolve_dtype,
+)
+from ..models.qwen_vl_inputs import PreparedPair, QwenVLPromptBuilder
+from ..models.score_readout import (
+    digit_token_ids,
+    expected_score,
+    parse_generated_score,
+    score_distribution,
+)
+from .base import Batch, Scorer
+
+DEFAULT_JUDGE = "Dauka-transformers/Compact_VLM_filter"
+#: The seed loads its processor from the base model; used when a judge checkpoint ships none.
+BASE_PROCESSOR = "Qwen/Qwen2-VL-2B-Instruct"
+SYSTEM_PROMPT = "You are helpful AI assistant"
+USER_PREFIX = "Analyze and assess the quality of following image-caption pair:\n"
+FAST_ASSISTANT_PREFIX = "score: {"
+#: The seed's pixel budget: 256 to 1280 merged 28x28 patches.
+MIN_PIXELS = 256 * 28 * 28
+MAX_PIXELS = 1280 * 28 * 28
+MODES = ("fast", "reference")
+
+
+@dataclass(frozen=True)
+class JudgeConfig:
+    """Everything that defines a judge run; frozen, hashable and picklable.
+
+    Args:
+        model: Hub id or local folder of a Qwen-VL judge checkpoint.
+        revision: Hub revision (branch, tag or commit) of ``model``.
+        processor: where the tokenizer and image processor come from; ``None`` uses ``model`` and,
+            when it ships none, ``Qwen/Qwen2-VL-2B-Instruct`` as the seed does.
+        image_column: column holding the image; when absent, ``image_path`` is used (seed layout).
+        text_column: column holding the caption.
+        device: ``"cuda"``, ``"cuda:1"``, ``"cpu"``…; ``None`` picks CUDA when available.
+        dtype: ``"bfloat16"``, ``"float16"`` or ``"float32"``; ``None`` = bf16 on CUDA, fp32 on CPU.
+        mode: ``"fast"`` or ``"reference"`` (see the module docstring).
+        min_pixels: lower bound of the image pixel budget (images are resized into the budget).
+        max_pixels: upper bound of the image pixel budget (``448 * 448`` for a 448x448 budget).
+        max_caption_tokens: captions are truncated to this many tokens.
+        max_new_tokens: generation cap in reference mode.
+        return_probs: fast mode: also write ``judge_probs`` (probabilities of scores 1..10).
+        return_text: reference mode: also write ``judge_output`` (the generated text).
+        image_root: folder against which relative image paths are resolved.
+    """
+
+    model: str = DEFAULT_JUDGE
+    revision: str | None = None
+    processor: str | None = None
+    image_column: str = "image"
+    text_column: str = "caption"
+    device: str | None = None
+    dtype: str | None = None
+    mode: str = "fast"
+    min_pixels: int = MIN_PIXELS
+    max_pixels: int = MAX_PIXELS
+    max_caption_tokens: int = 512
+    max_new_tokens: int = 512
+    return_probs: bool = False
+    return_text: bool = False
+    image_root: str | None = None
+
+    def __post_init__(self) -> None:
+        if self.mode not in MODES:
+            raise ValueError(f"mode must be one of {MODES}, not {self.mode!r}")
+        if not 0 < self.min_pixels <= self.max_pixels:
+            raise ValueError(f"need 0 < min_pixels <= max_pixels, got {self.min_pixels}, {self.max_pixels}")
+        if self.max_caption_tokens < 1 or self.max_new_tokens < 1:
+            raise ValueError("max_caption_tokens and max_new_tokens must be positive")
+
+
+class _Preprocessing:
+    """Tokenizer + image processor + prompt builder of one judge configuration (CPU only)."""
+
+    def __init__(self, config: JudgeConfig) -> None:
+        from transformers import AutoImageProcessor, AutoTokenizer
+
+        source = config.processor or config.model
+        revision = config.revision if source == config.model else None
+        if config.processor is None and not _ships_processor(source, revision):
+            source, revision = BASE_PROCESSOR, None
+        self.tokenizer = load_or_explain(AutoTokenizer.from_pretrained, source, "judge tokenizer", revision=revision)
+        self.image_processor = load_or_explain(
+            AutoImageProcessor.from_pretrained,
+            source,
+            "judge image processor",
+            revision=revision,
+            backend="pil",
+            min_pixels=config.min_pixels,
+            max_pixels=config.max_pixels,
+        )
+        prefix = FAST_ASSISTANT_PREFIX if config.mode == "fast" else ""
+        self.builder = QwenVLPromptBuilder(
+            self.tokenizer,
+            self.image_processor,
+            system_prompt=SYSTEM_PROMPT,
+            user_prefix=USER_PREFIX,
+            max_caption_tokens=config.max_caption_tokens,
+            assistant_prefix=prefix,
+        )
+        self.digits = digit_token_ids(self.tokenizer)
+
+
+def _ships_processor(source: str, revision: str | None) -> bool:
+    """Whether ``source`` has its own image-processor config (local folder or Hub repo)."""
+    if is_local(source):
+        from pathlib import Path
+
+        return (Path(source).expanduser() / "preprocessor_config.json").is_file()
+    try:
+        from huggingface_hub import file_exists
+
+        return file_exists(source, "preprocessor_config.json", revision=revision)
+    except Exception:  # noqa: BLE001 - unreachable Hub: try the checkpoint itself and explain there
+        return True
+
+
+_LOCK = threading.RLock()
+_PREPROCESSING: dict[tuple, _Preprocessing] = {}
+_MODELS: dict[tuple, torch.nn.Module] = {}
+
+
+def _cached(cache: dict, key: tuple, build):
+    with _LOCK:
+        if key not in cache:
+            cache[key] = build()
+        return cache[key]
+
+
+class VLMJudge(Scorer):
+    """The Compact VLM judge as a batched ``datasets`` map function.
+
+    Pickles to its :class:`JudgeConfig` only; the checkpoint is loaded on first use and shared by
+    every judge of the same configuration in the process.
+
+    Example:
+        >>> from datasets import Dataset
+        >>> from PIL import Image
+        >>> from hf_vlm_filter import VLMJudge
+        >>> from hf_vlm_filter.testing import save_tiny_model
+        >>> path = save_tiny_model("/tmp/tiny-judge")
+        >>> judge = VLMJudge.from_pretrained(path, device="cpu")
+        >>> ds = Dataset.from_dict({"image": [Image.new("RGB", (64, 48), "red"), None],
+        ...                         "caption": ["a red square", "lost image"]})
+        >>> out = ds.map(judge, batched=True, batch_size=2)
+        >>> 1.0 <= out[0]["judge_score"] <= 10.0, out[1]["judge_error"]
+        (True, 'missing image')
+
+    Args:
+        model: Hub id or local folder (default ``Dauka-transformers/Compact_VLM_filter``).
+        **options: any other :class:`JudgeConfig` field.
+    """
+
+    prefix = "judge"
+
+    def __init__(self, model: str = DEFAULT_JUDGE, **options: Any) -> None:
+        super().__init__(JudgeConfig(model=str(model), **options))
+
+    @classmethod
+    def from_pretrained(cls, model: str = DEFAULT_JUDGE, **options: Any) -> "VLMJudge":
+        """Build a judge and load its checkpoint now, so a bad id or offline Hub fails here."""
+        judge = cls(model, **options)
+        judge.load()
+        return judge
+
+    @classmethod
+    def from_config(cls, config: JudgeConfig) -> "VLMJudge":
+        return cls(**asdict(config))
+
+    def with_options(self, **options: Any) -> "VLMJudge":
+        """A judge of the same configuration with some options changed."""
+        return self.from_config(replace(self.config, **options))
+
+    # ---- pickling: configuration only -----------------------------------------------------
+    def __getstate__(self) -> dict[str, Any]:
+        return {"config": self.config}
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.config = state["config"]
+
+    def __repr__(self) -> str:
+        return f"VLMJudge({self.config})"
+
+    # ---- loading ----------------------------------------------------------------------------
+    def load(self, rank: int | None = None) -> torch.nn.Module:
+        self.preprocessing
+        return self.model(rank)
+
+    @property
+    def preprocessing(self) -> _Preprocessing:
+        c = self.config
+        key = (c.model, c.revision, c.processor, c.mode, c.min_pixels, c.max_pixels, c.max_caption_tokens)
+        return _cached(_PREPROCESSING, key, lambda: _Preprocessing(c))
+
+    def model(self, rank: int | None = None) -> torch.nn.Module:
+        device = resolve_device(self.config.device, rank)
+        dtype = resolve_dtype(self.config.dtype, device)
+        key = (self.config.model, self.config.revision, str(device), dtype)
+        return _cached(_MODELS, key, lambda: self._load_model(device, dtype))
+
+    def _load_model(self, device: torch.device, dtype: torch.dtype) -> torch.nn.Module:
+        from transformers import AutoModelForImageTextToText
+
+        configure_worker_threads()
+        model = load_or_explain(
+            AutoModelForImageTextToText.from_pretrained,
+            self.config.model,
+            "judge model",
+            revision=self.config.revision,
+            dtype=dtype,
+        )
+        return model.to(device).eval()
+
+    # ---- the scorer hooks -------------------------------------------------------------------
+    def extra_features(self) -> dict[str, Any]:
+        if self.config.mode == "fast" and self.config.return_probs:
+            return {"judge_probs": List(Value("float32"), length=10)}
+        if self.config.mode == "reference" and self.config.return_text:
+            return {"judge_output": Value("string")}
+        return {}
+
+    def image_column_in(self, batch: Batch) -> str:
+        column = self.config.image_column
+        if column not in batch and column == "image" and "image_path" in batch:
+            return "image_path"
+        return column
+
+    def check_columns(self, batch: Batch) -> None:
+        missing = [c for c in (self.image_column_in(batch), self.config.text_column) if c not in batch]
+        if missing:
+            raise KeyError(
+                f"column(s) {missing} not in the batch (columns: {sorted(batch)}); "
+                "pass image_column=... / text_column=... (fn_kwargs, or --image-column / --text-column)"
+            )
+
+    def prepare(self, batch: Batch, index: int) -> PreparedPair:
+        policy = ImagePolicy(image_root=self.config.image_root)
+        image = load_image(batch[self.image_column_in(batch)][index], policy)
+        caption = clean_caption(batch[self.config.text_column][index])
+        return self.preprocessing.builder.build(image, caption)
+
+    def score_prepared(self, items: list[PreparedPair], rank: int | None = None) -> list[dict[str, Any]]:
+        model = self.model(rank)
+        if self.config.mode == "fast":
+            return self._score_fast(model, items)
+        return self._score_reference(model, items)
+
+    def _inputs(self, model: torch.nn.Module, items: list[PreparedPair], suffix: list[int] = ()) -> dict:
+        inputs = self.preprocessing.builder.collate(items, suffix)
+        inputs["pixel_values"] = inputs["pixel_values"].to(model.dtype)
+        return {k: v.to(model.device, non_blocking=True) for k, v in inputs.items()}
+
+    @torch.inference_mode()
+    def _score_fast(self, model: torch.nn.Module, items: list[PreparedPair]) -> list[dict[str, Any]]:
+        digits = self.preprocessing.digits
+        logits = model(**self._inputs(model, items, [digits[1]]), logits_to_keep=2).logits
+        probs, _mass = score_distribution(logits[:, 0], logits[:, 1], digits)
+        scores = expected_score(probs).cpu().tolist()
+        probs = probs.cpu().tolist()
+        rows = []
+        for score, dist in zip(scores, probs):
+            row = {"judge_score": score}
+            if self.config.return_probs:
+                row["judge_probs"] = dist
+            rows.append(row)
+        return rows
+
+    @torch.inference_mode()
+    def _score_reference(self, model: torch.nn.Module, items: list[PreparedPair]) -> list[dict[str, Any]]:
+        pre = self.preprocessing
+        inputs = self._inputs(model, items)
+        generated = model.generate(
+            **inputs,
+            max_new_tokens=self.config.max_new_tokens,
+            do_sample=False,
+            pad_token_id=pre.builder.pad_token_id,
+        )
+        texts = pre.tokenizer.batch_decode(
+            generated[:, inputs["input_ids"].shape[1] :], skip_special_tokens=True, clean_up_tokenization_spaces=False
+        )
+        return [self._parse(text) for text in texts]
+
+    def _parse(self, text: str) -> dict[str, Any]:
+        row: dict[str, Any] = {"judge_output": text} if self.config.return_text else {}
+        score = parse_generated_score(text)
+        if score is None:
+            row["error"] = RowError("no `score: {N}` in the judge's output")
+        elif not 1 <= score <= 10:
+            row["error"] = RowError(f"judge wrote score {score}, outside 1-10")
+        else:
+            row["judge_score"] = float(score)
+        return row
+
+
+_JUDGES: dict[JudgeConfig, VLMJudge] = {}
+
+
+def get_judge(**options: Any) -> VLMJudge:
+    """The process-wide judge for these options (built once per configuration)."""
+    config = JudgeConfig(**options)
+    return _cached(_JUDGES, (config,), lambda: VLMJudge.from_config(config))
+
+
+def judge_scores(batch: Batch, rank: int | None = None, **options: Any) -> dict[str, list[Any]]:
+    """Batched map function: adds ``judge_score`` and ``judge_error`` (and optional columns).
+
+    ``options`` are :class:`JudgeConfig` fields, given through ``fn_kwargs``.
+
+    Example:
+        >>> ds = ds.map(judge_scores, batched=True)                                  # doctest: +SKIP
+        >>> ds = ds.map(judge_scores, batched=True,
+        ...             fn_kwargs={"model": "./my-judge", "text_column": "text"})     # doctest: +SKIP
+    """
+    return get_judge(**options)(batch, rank)
+
+
+def is_scored(score: float, error: str | None) -> bool:
+    return not error and score is not None and not math.isnan(score)

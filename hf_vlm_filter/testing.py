@@ -1,0 +1,116 @@
+"""Tiny random checkpoints, written offline in seconds, for tests and smoke runs.
+
+They are saved with ``save_pretrained`` in the published layout and are meant to be loaded back
+through the same ``from_pretrained`` paths users run; their scores are random but deterministic.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+
+from .models.qwen_vl_inputs import QWEN_VL_CHAT_TEMPLATE
+
+QWEN_SPECIAL_TOKENS = [
+    "<|endoftext|>",
+    "<|im_start|>",
+    "<|im_end|>",
+    "<|vision_start|>",
+    "<|vision_end|>",
+    "<|image_pad|>",
+    "<|video_pad|>",
+]
+KINDS = ("compact_vlm",)
+
+
+def tiny_qwen_tokenizer():
+    """A byte-level Qwen2 tokenizer (every byte one token, digits single tokens) with Qwen's specials."""
+    from transformers import Qwen2TokenizerFast
+    from transformers.convert_slow_tokenizer import bytes_to_unicode
+
+    vocab = {char: index for index, char in enumerate(bytes_to_unicode().values())}
+    tokenizer = Qwen2TokenizerFast(
+        vocab=vocab,
+        merges=[],
+        unk_token=None,
+        bos_token=None,
+        eos_token="<|im_end|>",
+        pad_token="<|endoftext|>",
+    )
+    tokenizer.add_special_tokens({"additional_special_tokens": QWEN_SPECIAL_TOKENS})
+    tokenizer.chat_template = QWEN_VL_CHAT_TEMPLATE
+    return tokenizer
+
+
+def save_tiny_model(out_dir: str | Path, kind: str = "compact_vlm", seed: int = 0) -> Path:
+    """Write a complete tiny random checkpoint of ``kind`` to ``out_dir`` and return the path.
+
+    ``kind="compact_vlm"``: a Qwen2-VL judge (weights, config, tokenizer with chat template,
+    image-processor config), about 0.5 MB.
+
+    Example:
+        >>> from hf_vlm_filter.testing import save_tiny_model
+        >>> path = save_tiny_model("/tmp/tiny-judge")
+        >>> sorted(p.name for p in path.iterdir())[:3]
+        ['config.json', 'generation_config.json', 'model.safetensors']
+    """
+    if kind not in KINDS:
+        raise ValueError(f"unknown kind {kind!r}; choose from {KINDS}")
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    _save_tiny_qwen2_vl(out, seed)
+    return out
+
+
+def _save_tiny_qwen2_vl(out: Path, seed: int) -> None:
+    from transformers import GenerationConfig, Qwen2VLConfig, Qwen2VLForConditionalGeneration
+    from transformers.models.qwen2_vl import Qwen2VLImageProcessorPil
+
+    tokenizer = tiny_qwen_tokenizer()
+    ids = {token: tokenizer.convert_tokens_to_ids(token) for token in QWEN_SPECIAL_TOKENS}
+    config = Qwen2VLConfig(
+        text_config={
+            "vocab_size": len(tokenizer),
+            "hidden_size": 32,
+            "intermediate_size": 64,
+            "num_hidden_layers": 2,
+            "num_attention_heads": 4,
+            "num_key_value_heads": 2,
+            "max_position_embeddings": 4096,
+            "rope_parameters": {"rope_type": "default", "mrope_section": [1, 1, 2], "rope_theta": 1_000_000.0},
+            "tie_word_embeddings": True,
+            "bos_token_id": ids["<|endoftext|>"],
+            "eos_token_id": ids["<|im_end|>"],
+            "pad_token_id": ids["<|endoftext|>"],
+        },
+        vision_config={
+            "depth": 2,
+            "embed_dim": 32,
+            "hidden_size": 32,
+            "num_heads": 4,
+            "mlp_ratio": 2,
+            "patch_size": 14,
+            "spatial_merge_size": 2,
+            "temporal_patch_size": 2,
+            "in_channels": 3,
+        },
+        image_token_id=ids["<|image_pad|>"],
+        video_token_id=ids["<|video_pad|>"],
+        vision_start_token_id=ids["<|vision_start|>"],
+        vision_end_token_id=ids["<|vision_end|>"],
+        tie_word_embeddings=True,
+    )
+    torch.manual_seed(seed)
+    model = Qwen2VLForConditionalGeneration(config)
+    # Random init at std 0.02 gives nearly uniform outputs; a wider spread makes scores differ by row.
+    with torch.no_grad():
+        for name, param in model.named_parameters():
+            if param.dim() >= 2:
+                param.normal_(0.0, 0.3 if "embed" in name else 0.15)
+    model.generation_config = GenerationConfig(
+        eos_token_id=ids["<|im_end|>"], pad_token_id=ids["<|endoftext|>"], do_sample=False
+    )
+    model.save_pretrained(out)
+    tokenizer.save_pretrained(out)
+    Qwen2VLImageProcessorPil(min_pixels=4 * 28 * 28, max_pixels=64 * 28 * 28).save_pretrained(out)
