@@ -6,7 +6,6 @@ missing network or a wrong id always ends in the same actionable message.
 
 from __future__ import annotations
 
-import multiprocessing
 import os
 from collections.abc import Callable
 from pathlib import Path
@@ -15,6 +14,9 @@ from typing import Any, TypeVar
 import torch
 
 T = TypeVar("T")
+#: The process that imported this module; a different pid later means we are in a forked worker
+#: (datasets forks through ``multiprocess``, which ``multiprocessing.current_process`` does not see).
+_IMPORT_PID = os.getpid()
 
 _DTYPES = {
     "float32": torch.float32,
@@ -82,6 +84,11 @@ def explain_unavailable(source: str, what: str, exc: BaseException) -> str:
 
 
 def configure_worker_threads() -> None:
-    """In a forked ``num_proc`` worker, use one intra-op thread: avoids the fork-after-torch deadlock."""
-    if multiprocessing.current_process().name != "MainProcess":
+    """In a ``num_proc`` worker, use one intra-op thread.
+
+    A worker forked after torch ran in the parent inherits a dead OpenMP pool and hangs on its
+    first parallel op; one thread avoids it (and ``num_proc`` already provides the parallelism).
+    Cheap enough to call before every batch.
+    """
+    if os.getpid() != _IMPORT_PID and torch.get_num_threads() != 1:
         torch.set_num_threads(1)

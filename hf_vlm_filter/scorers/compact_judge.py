@@ -231,6 +231,7 @@ class VLMJudge(Scorer):
         return _cached(_PREPROCESSING, key, lambda: _Preprocessing(c))
 
     def model(self, rank: int | None = None) -> torch.nn.Module:
+        configure_worker_threads()
         device = resolve_device(self.config.device, rank)
         dtype = resolve_dtype(self.config.dtype, device)
         key = (self.config.model, self.config.revision, str(device), dtype)
@@ -239,7 +240,6 @@ class VLMJudge(Scorer):
     def _load_model(self, device: torch.device, dtype: torch.dtype) -> torch.nn.Module:
         from transformers import AutoModelForImageTextToText
 
-        configure_worker_threads()
         model = load_or_explain(
             AutoModelForImageTextToText.from_pretrained,
             self.config.model,
