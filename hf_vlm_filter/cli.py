@@ -1,0 +1,196 @@
+"""The ``hf-vlm-filter`` command line: score or filter a dataset with the judge, write Parquet.
+
+Examples::
+
+    hf-vlm-filter tiny-model out/tiny-judge
+    hf-vlm-filter score examples/sample/pairs.json --model out/tiny-judge --out out/scored
+    hf-vlm-filter filter some/hub-dataset --streaming --threshold 9 --out out/kept
+
+``score`` keeps every row and adds ``judge_score`` / ``judge_error``; ``filter`` keeps rows scoring at
+least ``--threshold`` (and, with ``--keep-errors``, rows that could not be scored). Both write
+``OUT/data.parquet`` and ``OUT/summary.txt`` and print the summary. Exit codes: 0 success, 1 checkpoint
+unavailable, 2 bad arguments or source.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any, NoReturn
+
+from .predicates import DEFAULT_THRESHOLD
+from .scorers.compact_judge import DEFAULT_JUDGE, MAX_PIXELS, MIN_PIXELS, MODES
+from .sources import SourceError, load_source
+from .summary import RunSummary
+
+PROG = "hf-vlm-filter"
+DATA_FILE = "data.parquet"
+SUMMARY_FILE = "summary.txt"
+
+
+class UsageError(Exception):
+    """A bad argument or input: one line on stderr, exit code 2."""
+
+
+class _Parser(argparse.ArgumentParser):
+    """``ArgumentParser`` whose errors are one line (no usage block) with exit code 2."""
+
+    def error(self, message: str) -> NoReturn:
+        raise UsageError(message)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser with the ``score``, ``filter`` and ``tiny-model`` subcommands."""
+    parser = _Parser(prog=PROG, description="Judge image-caption data with a compact VLM; write Parquet.")
+    commands = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
+    for name, help_text in (
+        ("score", "add judge_score / judge_error to every row"),
+        ("filter", "keep rows whose judge_score >= --threshold"),
+    ):
+        sub = commands.add_parser(name, help=help_text, description=help_text)
+        sub.add_argument("source", help="Hub dataset id, .parquet/.json/.jsonl/.csv file, Parquet folder or image folder")
+        sub.add_argument("--out", required=True, type=Path, help="output folder (data.parquet, summary.txt)")
+        sub.add_argument("--model", default=DEFAULT_JUDGE, help=f"judge checkpoint, Hub id or local folder (default {DEFAULT_JUDGE})")
+        sub.add_argument("--revision", default=None, help="Hub revision of --model")
+        sub.add_argument("--split", default="train", help="dataset split (default train)")
+        sub.add_argument("--streaming", action="store_true", help="stream the source, write Parquet incrementally")
+        sub.add_argument("--image-column", default="image", help="image column (default image; image_path is used when absent)")
+        sub.add_argument("--text-column", default="caption", help="caption column (default caption)")
+        sub.add_argument("--limit", type=int, default=None, help="only the first N rows")
+        sub.add_argument("--batch-size", type=int, default=16, help="rows per judge batch (default 16)")
+        sub.add_argument("--mode", choices=MODES, default="fast", help="fast (one forward pass) or reference (generate)")
+        sub.add_argument("--device", default=None, help="cuda, cuda:1, cpu... (default: CUDA when available)")
+        sub.add_argument("--dtype", choices=("bfloat16", "float16", "float32"), default=None)
+        sub.add_argument("--max-pixels", type=int, default=MAX_PIXELS, help=f"image pixel budget, upper bound (default {MAX_PIXELS})")
+        sub.add_argument("--min-pixels", type=int, default=MIN_PIXELS, help=f"image pixel budget, lower bound (default {MIN_PIXELS})")
+        if name == "filter":
+            sub.add_argument("--threshold", type=float, default=DEFAULT_THRESHOLD, help="keep score >= this (default 9)")
+            sub.add_argument("--keep-errors", action="store_true", help="also keep rows that could not be scored")
+    tiny = commands.add_parser("tiny-model", help="write a tiny random judge checkpoint (offline smoke runs)")
+    tiny.add_argument("out_dir", type=Path)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the command line; returns the exit code (0 ok, 1 checkpoint unavailable, 2 bad input)."""
+    from .models.loading import CheckpointUnavailableError
+
+    try:
+        args = build_parser().parse_args(argv)
+        if args.command == "tiny-model":
+            from .testing import save_tiny_model
+
+            print(save_tiny_model(args.out_dir))
+            return 0
+        return run(args)
+    except CheckpointUnavailableError as exc:
+        print(f"{PROG}: {exc}", file=sys.stderr)
+        return 1
+    except (UsageError, SourceError, FileNotFoundError, KeyError, ValueError) as exc:
+        message = exc.args[0] if isinstance(exc, KeyError) and exc.args else exc
+        print(f"{PROG}: error: {message}", file=sys.stderr)
+        return 2
+
+
+def run(args: argparse.Namespace) -> int:
+    """The ``score`` / ``filter`` subcommands: load, score, (filter), write, summarise."""
+    from . import VLMJudge
+
+    if args.batch_size < 1:
+        raise UsageError(f"--batch-size must be >= 1, got {args.batch_size}")
+    if args.out.exists() and not args.out.is_dir():
+        raise UsageError(f"--out {str(args.out)!r} exists and is not a folder")
+    dataset, image_root = load_source(args.source, split=args.split, streaming=args.streaming, limit=args.limit)
+    judge = VLMJudge(
+        args.model,
+        revision=args.revision,
+        image_column=args.image_column,
+        text_column=args.text_column,
+        device=args.device,
+        dtype=args.dtype,
+        mode=args.mode,
+        min_pixels=args.min_pixels,
+        max_pixels=args.max_pixels,
+        image_root=image_root,
+    )
+    judge.load()  # fail now, with the checkpoint's own message, rather than inside map
+    threshold = args.threshold if args.command == "filter" else None
+    keep_errors = bool(getattr(args, "keep_errors", False))
+    args.out.mkdir(parents=True, exist_ok=True)
+    if args.streaming:
+        summary = _run_streaming(dataset, judge, args.batch_size, args.out / DATA_FILE, threshold, keep_errors, args.limit)
+    else:
+        summary = _run_in_memory(dataset, judge, args.batch_size, args.out / DATA_FILE, threshold, keep_errors)
+    text = summary.render()
+    (args.out / SUMMARY_FILE).write_text(text + "\n", encoding="utf-8")
+    print(text)
+    print(f"wrote {args.out / DATA_FILE}")
+    return 0
+
+
+def _run_in_memory(
+    dataset: Any, judge: Any, batch_size: int, path: Path, threshold: float | None, keep_errors: bool
+) -> RunSummary:
+    """Score a ``Dataset`` with ``map``, filter it with ``judge_filter``, write one Parquet file."""
+    from . import judge_filter, map_with_scorer
+
+    scored = map_with_scorer(dataset, judge, batch_size=batch_size)
+    summary = RunSummary.from_columns(
+        scored[judge.score_column], scored[judge.error_column], threshold=threshold, keep_errors=keep_errors
+    )
+    kept = scored
+    if threshold is not None:
+        kept = scored.filter(
+            judge_filter, batched=True, batch_size=batch_size, fn_kwargs={"threshold": threshold, "keep_errors": keep_errors}
+        )
+    kept.to_parquet(str(path))
+    return summary
+
+
+def _run_streaming(
+    dataset: Any,
+    judge: Any,
+    batch_size: int,
+    path: Path,
+    threshold: float | None,
+    keep_errors: bool,
+    limit: int | None,
+) -> RunSummary:
+    """Score an ``IterableDataset`` batch by batch, writing each batch's kept rows as it comes.
+
+    The scored stream is read once: each batch feeds the summary, then ``judge_filter`` (the same
+    predicate ``filter`` uses) picks the rows to write.
+    """
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+    from tqdm.auto import tqdm
+
+    from . import judge_filter, map_with_scorer
+
+    scored = map_with_scorer(dataset, judge, batch_size=batch_size)
+    summary = RunSummary(threshold=threshold, keep_errors=keep_errors)
+    writer: pq.ParquetWriter | None = None
+    schema = scored.features.arrow_schema if scored.features is not None else None
+    try:
+        with tqdm(total=limit, unit="rows", desc="judging") as progress:
+            for table in scored.with_format("arrow").iter(batch_size=batch_size):
+                scores = table.column(judge.score_column).to_pylist()
+                summary.add(scores, table.column(judge.error_column).to_pylist())
+                if threshold is not None:
+                    mask = judge_filter({judge.score_column: scores}, threshold=threshold, keep_errors=keep_errors)
+                    table = table.filter(pa.array(mask, type=pa.bool_()))
+                if schema is not None:
+                    table = table.cast(schema)
+                if writer is None:
+                    schema = table.schema
+                    writer = pq.ParquetWriter(str(path), schema)
+                writer.write_table(table)
+                progress.update(len(scores))
+    finally:
+        if writer is not None:
+            writer.close()
+    if writer is None:  # empty source: still leave a (schema-only, when known) file behind
+        pq.write_table(schema.empty_table() if schema is not None else pa.table({}), str(path))
+    return summary
