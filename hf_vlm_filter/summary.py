@@ -11,6 +11,8 @@ from collections import Counter
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
+from .predicates import keep_score
+
 #: Histogram bins 1-2, 2-3, ..., 9-10 (the last one includes 10).
 BIN_EDGES = tuple(range(1, 11))
 BAR_WIDTH = 40
@@ -64,9 +66,7 @@ class RunSummary:
                 self.histogram[_bin(score)] += 1
             else:
                 self.error_counts[error_kind(error or "") or "no score"] += 1
-            if self.threshold is None:
-                self.kept += 1
-            elif (score >= self.threshold) if ok else self.keep_errors:
+            if self.threshold is None or keep_score(score, self.threshold, self.keep_errors):
                 self.kept += 1
 
     @property

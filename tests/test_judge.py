@@ -272,3 +272,8 @@ def test_a_failing_row_in_the_model_does_not_sink_the_batch(judge, monkeypatch):
     monkeypatch.undo()
     clean = ds.map(judge, batched=True, batch_size=5)
     np.testing.assert_allclose(np.delete(out["judge_score"], 2), np.delete(clean["judge_score"], 2), atol=1e-5)
+
+
+def test_missing_local_folder_says_so(tmp_path):
+    with pytest.raises(CheckpointUnavailableError, match="does not exist"):
+        VLMJudge.from_pretrained(str(tmp_path / "no" / "such-judge"), device="cpu")

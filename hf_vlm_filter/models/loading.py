@@ -58,6 +58,12 @@ def is_local(source: str | os.PathLike) -> bool:
     return Path(source).expanduser().is_dir()
 
 
+def looks_like_path(source: str | os.PathLike) -> bool:
+    """A source written as a filesystem path (``./x``, ``/x``, ``~/x``, ``x/y/z``), not a Hub id."""
+    text = os.fspath(source)
+    return text.startswith((".", "/", "~")) or text.count("/") > 1 or os.sep != "/" and os.sep in text
+
+
 def load_or_explain(loader: Callable[..., T], source: str, what: str, **kwargs: Any) -> T:
     """Call ``loader(source, **kwargs)``; turn any failure into :class:`CheckpointUnavailableError`.
 
@@ -73,6 +79,8 @@ def load_or_explain(loader: Callable[..., T], source: str, what: str, **kwargs: 
 def explain_unavailable(source: str, what: str, exc: BaseException) -> str:
     if is_local(source):
         return f"Could not load the {what} from the local folder {source!r}: {exc}"
+    if looks_like_path(source):
+        return f"Could not load the {what}: the local folder {source!r} does not exist"
     offline = os.environ.get("HF_HUB_OFFLINE", "").lower() in {"1", "true", "yes"}
     reach = "HF_HUB_OFFLINE is set, so" if offline else "either the Hugging Face Hub could not be reached or"
     return (
