@@ -353,3 +353,10 @@ def test_clean_caption_refuses(value, reason):
     with pytest.raises(RowError) as info:
         clean_caption(value)
     assert str(info.value) == reason
+
+
+def test_raising_max_image_pixels_is_honoured_up_to_pils_hard_limit():
+    header = png_header_claiming(10_000, 10_000)  # 1e8 pixels: over PIL's 89.5 MP warning level
+    assert refused(header) == "decompression bomb refused: 10000x10000 is over 89478485 pixels"
+    # with a higher policy limit the size check passes; the header-only file then fails to decode
+    assert refused(header, ImagePolicy(max_image_pixels=150_000_000)).startswith("corrupt or truncated image")

@@ -11,7 +11,8 @@ Every scorer goes through :func:`load_image`, so the normalisation below is the 
 * images whose short side is under ``min_side`` pixels are upscaled (bicubic) so it is ``min_side``;
 * refused with a reason: ``None``, missing files, bytes that are not an image, corrupt or truncated
   files, images over ``max_image_pixels`` (decompression bombs), aspect ratios over ``max_aspect_ratio``
-  (the Qwen-VL processor refuses more than 200:1).
+  (the Qwen-VL processor refuses more than 200:1). ``max_image_pixels`` can be raised up to PIL's
+  own hard limit (twice ``PIL.Image.MAX_IMAGE_PIXELS``); raise that too to go further.
 """
 
 from __future__ import annotations
@@ -61,7 +62,8 @@ def load_image(cell: Any, policy: ImagePolicy = ImagePolicy()) -> Image.Image:
     image = _open(cell, policy)
     try:
         with warnings.catch_warnings():
-            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            # the size limit is ``policy.max_image_pixels``, checked here, not PIL's warning
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
             _check_size(image.size, policy)
             if getattr(image, "is_animated", False):
                 image.seek(0)
@@ -69,7 +71,9 @@ def load_image(cell: Any, policy: ImagePolicy = ImagePolicy()) -> Image.Image:
             image = ImageOps.exif_transpose(image)
     except RowError:
         raise
-    except (OSError, SyntaxError, ValueError, Image.DecompressionBombWarning, Image.DecompressionBombError) as exc:
+    except Image.DecompressionBombError as exc:
+        raise RowError(f"decompression bomb refused: {_short(exc)}") from None
+    except (OSError, SyntaxError, ValueError) as exc:
         raise RowError(f"corrupt or truncated image: {_short(exc)}") from None
     image = _to_rgb(image)
     return _fit_shape(image, policy)
@@ -113,11 +117,11 @@ def _open_path(path: str | os.PathLike, policy: ImagePolicy) -> Image.Image:
 def _pil_open(stream: io.BytesIO) -> Image.Image:
     try:
         with warnings.catch_warnings():
-            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
             return Image.open(stream)
     except UnidentifiedImageError:
         raise RowError("not an image (unrecognised format)") from None
-    except (Image.DecompressionBombWarning, Image.DecompressionBombError) as exc:
+    except Image.DecompressionBombError as exc:
         raise RowError(f"decompression bomb refused: {_short(exc)}") from None
     except (OSError, SyntaxError, ValueError) as exc:
         raise RowError(f"corrupt or truncated image: {_short(exc)}") from None
