@@ -11,20 +11,39 @@ Example:
 from .inputs import ImagePolicy, RowError, clean_caption, load_image
 from .models.loading import CheckpointUnavailableError
 from .predicates import judge_filter
-from .scorers import SCORERS, JudgeConfig, Scorer, VLMJudge, judge_scores, map_with_scorer
+from .scorers import (
+    SCORERS,
+    CaptionPerplexity,
+    ClipConfig,
+    ClipScorer,
+    JudgeConfig,
+    PerplexityConfig,
+    Scorer,
+    VLMJudge,
+    caption_perplexity,
+    clip_scores,
+    judge_scores,
+    map_with_scorer,
+)
 
 __version__ = "0.1.0"
 
 __all__ = [
     "SCORERS",
+    "CaptionPerplexity",
     "CheckpointUnavailableError",
+    "ClipConfig",
+    "ClipScorer",
     "ImagePolicy",
     "JudgeConfig",
+    "PerplexityConfig",
     "RowError",
     "Scorer",
     "VLMJudge",
     "__version__",
+    "caption_perplexity",
     "clean_caption",
+    "clip_scores",
     "judge_filter",
     "judge_scores",
     "load_image",

@@ -21,7 +21,7 @@ QWEN_SPECIAL_TOKENS = [
     "<|image_pad|>",
     "<|video_pad|>",
 ]
-KINDS = ("compact_vlm",)
+KINDS = ("compact_vlm", "clip", "siglip", "causal_lm")
 
 
 def tiny_qwen_tokenizer():
@@ -48,6 +48,11 @@ def save_tiny_model(out_dir: str | Path, kind: str = "compact_vlm", seed: int = 
 
     ``kind="compact_vlm"``: a Qwen2-VL judge (weights, config, tokenizer with chat template,
     image-processor config), about 0.5 MB.
+    ``kind="clip"`` / ``kind="siglip"``: a CLIPModel / SiglipModel with a byte-level CLIP tokenizer
+    and a PIL image-processor config (32x32 images, 32 / 16 text positions), for
+    :class:`~hf_vlm_filter.scorers.clip_score.ClipScorer`.
+    ``kind="causal_lm"``: a GPT-2 with a byte-level tokenizer (``<|endoftext|>`` as BOS/EOS), for
+    :class:`~hf_vlm_filter.scorers.caption_perplexity.CaptionPerplexity`.
 
     Example:
         >>> from hf_vlm_filter.testing import save_tiny_model
@@ -59,8 +64,97 @@ def save_tiny_model(out_dir: str | Path, kind: str = "compact_vlm", seed: int = 
         raise ValueError(f"unknown kind {kind!r}; choose from {KINDS}")
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    _save_tiny_qwen2_vl(out, seed)
+    {"compact_vlm": _save_tiny_qwen2_vl, "clip": _save_tiny_clip, "siglip": _save_tiny_siglip,
+     "causal_lm": _save_tiny_gpt2}[kind](out, seed)
     return out
+
+
+def tiny_clip_tokenizer():
+    """A byte-level CLIP tokenizer without merges: every byte one token (``</w>`` variants for word ends)."""
+    from transformers import CLIPTokenizer
+    from transformers.convert_slow_tokenizer import bytes_to_unicode
+
+    chars = list(bytes_to_unicode().values())
+    vocab = {token: index for index, token in enumerate(chars + [c + "</w>" for c in chars])}
+    for special in ("<|startoftext|>", "<|endoftext|>"):
+        vocab[special] = len(vocab)
+    return CLIPTokenizer(vocab=vocab, merges=[])
+
+
+def tiny_gpt2_tokenizer():
+    """A byte-level GPT-2 tokenizer without merges; ``<|endoftext|>`` is BOS, EOS and padding."""
+    from transformers import GPT2Tokenizer
+    from transformers.convert_slow_tokenizer import bytes_to_unicode
+
+    vocab = {char: index for index, char in enumerate(bytes_to_unicode().values())}
+    vocab["<|endoftext|>"] = len(vocab)
+    return GPT2Tokenizer(vocab=vocab, merges=[], unk_token="<|endoftext|>", bos_token="<|endoftext|>",
+                         eos_token="<|endoftext|>", pad_token="<|endoftext|>")
+
+
+def _spread_weights(model: torch.nn.Module) -> None:
+    # Random init at std 0.02 gives nearly uniform outputs; a wider spread makes scores differ by row.
+    with torch.no_grad():
+        for name, param in model.named_parameters():
+            if param.dim() >= 2:
+                param.normal_(0.0, 0.3 if "embed" in name else 0.15)
+
+
+def _tiny_tower(hidden: int = 32) -> dict:
+    return {"hidden_size": hidden, "intermediate_size": 2 * hidden, "num_hidden_layers": 2, "num_attention_heads": 4}
+
+
+def _save_tiny_clip(out: Path, seed: int) -> None:
+    from transformers import CLIPConfig, CLIPModel
+    from transformers.models.clip import CLIPImageProcessorPil
+
+    tokenizer = tiny_clip_tokenizer()
+    config = CLIPConfig(
+        text_config={**_tiny_tower(), "vocab_size": len(tokenizer), "max_position_embeddings": 32,
+                     "bos_token_id": tokenizer.bos_token_id, "eos_token_id": tokenizer.eos_token_id,
+                     "pad_token_id": tokenizer.pad_token_id},
+        vision_config={**_tiny_tower(), "image_size": 32, "patch_size": 8},
+        projection_dim=16,
+    )
+    torch.manual_seed(seed)
+    model = CLIPModel(config)
+    _spread_weights(model)
+    model.save_pretrained(out)
+    tokenizer.save_pretrained(out)
+    CLIPImageProcessorPil(size={"shortest_edge": 32}, crop_size={"height": 32, "width": 32}).save_pretrained(out)
+
+
+def _save_tiny_siglip(out: Path, seed: int) -> None:
+    from transformers import SiglipConfig, SiglipModel
+    from transformers.models.siglip import SiglipImageProcessorPil
+
+    tokenizer = tiny_clip_tokenizer()
+    config = SiglipConfig(
+        text_config={**_tiny_tower(), "vocab_size": len(tokenizer), "max_position_embeddings": 16,
+                     "bos_token_id": tokenizer.bos_token_id, "eos_token_id": tokenizer.eos_token_id,
+                     "pad_token_id": tokenizer.pad_token_id},
+        vision_config={**_tiny_tower(), "image_size": 32, "patch_size": 8},
+    )
+    torch.manual_seed(seed)
+    model = SiglipModel(config)
+    _spread_weights(model)
+    model.save_pretrained(out)
+    tokenizer.save_pretrained(out)
+    SiglipImageProcessorPil(size={"height": 32, "width": 32}).save_pretrained(out)
+
+
+def _save_tiny_gpt2(out: Path, seed: int) -> None:
+    from transformers import GPT2Config, GPT2LMHeadModel
+
+    tokenizer = tiny_gpt2_tokenizer()
+    special = tokenizer.eos_token_id
+    config = GPT2Config(vocab_size=len(tokenizer), n_positions=256, n_embd=32, n_layer=2, n_head=4,
+                        bos_token_id=special, eos_token_id=special, pad_token_id=special)
+    torch.manual_seed(seed)
+    model = GPT2LMHeadModel(config)
+    _spread_weights(model)
+    model.save_pretrained(out)
+    tokenizer.save_pretrained(out)
 
 
 def _save_tiny_qwen2_vl(out: Path, seed: int) -> None:

@@ -5,10 +5,27 @@ and one line here.
 """
 
 from .base import Scorer, map_with_scorer
+from .caption_perplexity import CaptionPerplexity, PerplexityConfig, caption_perplexity
+from .clip_score import ClipConfig, ClipScorer, clip_scores
 from .compact_judge import JudgeConfig, VLMJudge, judge_scores
 
 SCORERS: dict[str, type[Scorer]] = {
     "compact": VLMJudge,
+    "clip": ClipScorer,
+    "ppl": CaptionPerplexity,
 }
 
-__all__ = ["SCORERS", "JudgeConfig", "Scorer", "VLMJudge", "judge_scores", "map_with_scorer"]
+__all__ = [
+    "SCORERS",
+    "CaptionPerplexity",
+    "ClipConfig",
+    "ClipScorer",
+    "JudgeConfig",
+    "PerplexityConfig",
+    "Scorer",
+    "VLMJudge",
+    "caption_perplexity",
+    "clip_scores",
+    "judge_scores",
+    "map_with_scorer",
+]

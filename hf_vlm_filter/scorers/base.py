@@ -21,14 +21,21 @@ A scorer is a plain callable object shaped for ``datasets.Dataset.map(scorer, ba
 
 Adding a scorer means one new module with a subclass that sets ``prefix``, ``extra_features`` and
 the two hooks, and one line in :mod:`hf_vlm_filter.scorers` (the registry).
+
+Column names: by default ``{prefix}_score`` and ``{prefix}_error``. A scorer whose score is better
+named otherwise sets the class attribute ``score_name``: the score column becomes
+``{prefix}_{score_name}`` and the error column ``{prefix}_{score_name}_error`` (for example
+``prefix = "caption"``, ``score_name = "ppl"`` gives ``caption_ppl`` and ``caption_ppl_error``).
 """
 
 from __future__ import annotations
 
 import math
+import threading
 from abc import ABC, abstractmethod
-from collections.abc import Mapping, Sequence
-from typing import Any, ClassVar
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import replace
+from typing import Any, ClassVar, TypeVar
 
 import numpy as np
 from datasets import Features, List, Value
@@ -36,6 +43,18 @@ from datasets import Features, List, Value
 from ..inputs import RowError
 
 Batch = Mapping[str, Sequence[Any]]
+T = TypeVar("T")
+S = TypeVar("S", bound="Scorer")
+
+_CACHE_LOCK = threading.RLock()
+
+
+def cached(cache: dict, key: Any, build: Callable[[], T]) -> T:
+    """``cache[key]``, built once with ``build()`` under a process-wide lock (models, tokenizers…)."""
+    with _CACHE_LOCK:
+        if key not in cache:
+            cache[key] = build()
+        return cache[key]
 
 
 class Scorer(ABC):
@@ -43,6 +62,9 @@ class Scorer(ABC):
 
     #: Column prefix: the scorer writes ``{prefix}_score`` and ``{prefix}_error``.
     prefix: ClassVar[str] = "score"
+    #: Name of the score after the prefix; anything but ``"score"`` also renames the error column
+    #: to ``{prefix}_{score_name}_error`` (see the module docstring).
+    score_name: ClassVar[str] = "score"
 
     def __init__(self, config: Any) -> None:
         self.config = config
@@ -70,11 +92,34 @@ class Scorer(ABC):
     # ---- the contract ---------------------------------------------------------------------
     @property
     def score_column(self) -> str:
-        return f"{self.prefix}_score"
+        return f"{self.prefix}_{self.score_name}"
 
     @property
     def error_column(self) -> str:
-        return f"{self.prefix}_error"
+        if self.score_name == "score":
+            return f"{self.prefix}_error"
+        return f"{self.score_column}_error"
+
+    # ---- configuration-only state (subclasses may override) --------------------------------
+    @classmethod
+    def from_config(cls: type[S], config: Any) -> S:
+        """A scorer of this class around an existing (frozen) config."""
+        scorer = cls.__new__(cls)
+        Scorer.__init__(scorer, config)
+        return scorer
+
+    def with_options(self: S, **options: Any) -> S:
+        """A scorer of the same configuration with some options changed."""
+        return self.from_config(replace(self.config, **options))
+
+    def __getstate__(self) -> dict[str, Any]:
+        return {"config": self.config}
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.config = state["config"]
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({self.config})"
 
     def output_features(self, input_features: Features | None = None) -> Features:
         """The new columns' features, merged after ``input_features`` when given.

@@ -1,0 +1,224 @@
+"""CLIP score (DataComp's baseline filter) as a ``datasets`` map scorer.
+
+``clip_score`` is the cosine similarity between the image embedding and the caption embedding of a
+dual-encoder checkpoint: any transformers CLIP or SigLIP model (anything ``AutoModel`` loads with
+``get_image_features`` / ``get_text_features``). DataComp keeps the top 30% by CLIP ViT-L/14 cosine
+(or B/32 >= 0.25).
+
+Per batch there is exactly one image forward and one text forward (never one per row). Images go
+through the checkpoint's image processor (``backend="pil"``, so torchvision is never needed);
+captions are truncated to the text tower's position budget. SigLIP-family checkpoints were trained on
+captions padded to that budget without an attention mask, so they are tokenised the same way here
+(``padding="max_length"``); CLIP pads to the longest caption of the batch and masks the padding.
+
+Columns written: ``clip_score`` (float32 in [-1, 1], NaN when not scored) and ``clip_error``
+(``""`` or a reason).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+
+from ..inputs import ImagePolicy, clean_caption, load_image
+from ..models.loading import configure_worker_threads, load_or_explain, resolve_device, resolve_dtype
+from .base import Batch, Scorer, cached
+
+DEFAULT_CLIP = "openai/clip-vit-large-patch14"
+
+
+@dataclass(frozen=True)
+class ClipConfig:
+    """Everything that defines a CLIP-score run; frozen, hashable and picklable.
+
+    Args:
+        model: Hub id or local folder of a CLIP or SigLIP checkpoint.
+        revision: Hub revision (branch, tag or commit) of ``model``.
+        image_column: column holding the image (PIL image, ``{"bytes", "path"}`` dict, bytes or path).
+        text_column: column holding the caption.
+        device: ``"cuda"``, ``"cuda:1"``, ``"cpu"``…; ``None`` picks CUDA when available.
+        dtype: ``"bfloat16"``, ``"float16"`` or ``"float32"``; ``None`` = bf16 on CUDA, fp32 on CPU.
+        image_root: folder against which relative image paths are resolved.
+    """
+
+    model: str = DEFAULT_CLIP
+    revision: str | None = None
+    image_column: str = "image"
+    text_column: str = "caption"
+    device: str | None = None
+    dtype: str | None = None
+    image_root: str | None = None
+
+
+@dataclass
+class ClipItem:
+    """One prepared row: the image processor's tensors (batch dim 1) and the caption's token ids."""
+
+    image_inputs: dict[str, torch.Tensor]
+    input_ids: list[int]
+
+
+class _Preprocessing:
+    """Tokenizer + image processor of one checkpoint, and how its text tower wants captions (CPU only)."""
+
+    def __init__(self, config: ClipConfig) -> None:
+        from transformers import AutoConfig, AutoImageProcessor, AutoTokenizer
+
+        source, revision = config.model, config.revision
+        model_config = load_or_explain(AutoConfig.from_pretrained, source, "CLIP model config", revision=revision)
+        self.tokenizer = load_or_explain(AutoTokenizer.from_pretrained, source, "CLIP tokenizer", revision=revision)
+        self.image_processor = load_or_explain(
+            AutoImageProcessor.from_pretrained, source, "CLIP image processor", revision=revision, backend="pil"
+        )
+        text_config = getattr(model_config, "text_config", model_config)
+        positions = getattr(text_config, "max_position_embeddings", None) or 77
+        self.max_length = min(positions, self.tokenizer.model_max_length or positions)
+        #: SigLIP (and SigLIP 2) text towers pool the last position and were trained on fixed-length
+        #: padding with no attention mask; CLIP pools the EOS token and takes a mask.
+        self.fixed_length = "siglip" in getattr(model_config, "model_type", "")
+        self.pad_id = self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else 0
+
+    def caption_ids(self, caption: str) -> list[int]:
+        return self.tokenizer(caption, truncation=True, max_length=self.max_length).input_ids
+
+    def text_inputs(self, ids: list[list[int]]) -> dict[str, torch.Tensor]:
+        """Pad token id lists into one batch, the way the checkpoint's own processor would."""
+        width = self.max_length if self.fixed_length else max(len(row) for row in ids)
+        input_ids = torch.full((len(ids), width), self.pad_id, dtype=torch.long)
+        mask = torch.zeros((len(ids), width), dtype=torch.long)
+        for row, tokens in enumerate(ids):
+            input_ids[row, : len(tokens)] = torch.tensor(tokens, dtype=torch.long)
+            mask[row, : len(tokens)] = 1
+        if self.fixed_length:
+            return {"input_ids": input_ids}
+        return {"input_ids": input_ids, "attention_mask": mask}
+
+
+_PREPROCESSING: dict[tuple, _Preprocessing] = {}
+_MODELS: dict[tuple, torch.nn.Module] = {}
+
+
+def _features(output: Any) -> torch.Tensor:
+    """``get_*_features`` return a tensor in transformers 4 and a pooled output object in 5."""
+    return output if isinstance(output, torch.Tensor) else output.pooler_output
+
+
+class ClipScorer(Scorer):
+    """Image-caption cosine of a CLIP/SigLIP checkpoint as a batched ``datasets`` map function.
+
+    Pickles to its :class:`ClipConfig` only; the checkpoint is loaded on first use and shared by
+    every scorer of the same configuration in the process.
+
+    Example:
+        >>> from datasets import Dataset
+        >>> from PIL import Image
+        >>> from hf_vlm_filter import ClipScorer
+        >>> from hf_vlm_filter.testing import save_tiny_model
+        >>> path = save_tiny_model("/tmp/tiny-clip", kind="clip")
+        >>> clip = ClipScorer.from_pretrained(path, device="cpu")
+        >>> ds = Dataset.from_dict({"image": [Image.new("RGB", (64, 48), "red"), None],
+        ...                         "caption": ["a red square", "lost image"]})
+        >>> out = ds.map(clip, batched=True, batch_size=2)
+        >>> -1.0 <= out[0]["clip_score"] <= 1.0, out[1]["clip_error"]
+        (True, 'missing image')
+
+    Args:
+        model: Hub id or local folder (default ``openai/clip-vit-large-patch14``).
+        **options: any other :class:`ClipConfig` field.
+    """
+
+    prefix = "clip"
+
+    def __init__(self, model: str = DEFAULT_CLIP, **options: Any) -> None:
+        super().__init__(ClipConfig(model=str(model), **options))
+
+    @classmethod
+    def from_pretrained(cls, model: str = DEFAULT_CLIP, **options: Any) -> "ClipScorer":
+        """Build a scorer and load its checkpoint now, so a bad id or offline Hub fails here."""
+        scorer = cls(model, **options)
+        scorer.load()
+        return scorer
+
+    # ---- loading ----------------------------------------------------------------------------
+    def load(self, rank: int | None = None) -> torch.nn.Module:
+        self.preprocessing
+        return self.model(rank)
+
+    @property
+    def preprocessing(self) -> _Preprocessing:
+        key = (self.config.model, self.config.revision)
+        return cached(_PREPROCESSING, key, lambda: _Preprocessing(self.config))
+
+    def model(self, rank: int | None = None) -> torch.nn.Module:
+        configure_worker_threads()
+        device = resolve_device(self.config.device, rank)
+        dtype = resolve_dtype(self.config.dtype, device)
+        key = (self.config.model, self.config.revision, str(device), dtype)
+        return cached(_MODELS, key, lambda: self._load_model(device, dtype))
+
+    def _load_model(self, device: torch.device, dtype: torch.dtype) -> torch.nn.Module:
+        from transformers import AutoModel
+
+        model = load_or_explain(
+            AutoModel.from_pretrained, self.config.model, "CLIP model", revision=self.config.revision, dtype=dtype
+        )
+        missing = [name for name in ("get_image_features", "get_text_features") if not hasattr(model, name)]
+        if missing:
+            raise TypeError(f"{type(model).__name__} from {self.config.model!r} is not a dual encoder (no {missing})")
+        return model.to(device).eval()
+
+    # ---- the scorer hooks -------------------------------------------------------------------
+    def check_columns(self, batch: Batch) -> None:
+        missing = [c for c in (self.config.image_column, self.config.text_column) if c not in batch]
+        if missing:
+            raise KeyError(
+                f"column(s) {missing} not in the batch (columns: {sorted(batch)}); "
+                "pass image_column=... / text_column=..."
+            )
+
+    def prepare(self, batch: Batch, index: int) -> ClipItem:
+        image = load_image(batch[self.config.image_column][index], ImagePolicy(image_root=self.config.image_root))
+        caption = clean_caption(batch[self.config.text_column][index])
+        pre = self.preprocessing
+        image_inputs = pre.image_processor(images=[image], return_tensors="pt")
+        return ClipItem({k: v for k, v in image_inputs.items() if isinstance(v, torch.Tensor)}, pre.caption_ids(caption))
+
+    @torch.inference_mode()
+    def score_prepared(self, items: list[ClipItem], rank: int | None = None) -> list[dict[str, Any]]:
+        model = self.model(rank)
+        image_inputs = {
+            key: torch.cat([item.image_inputs[key] for item in items]).to(model.device)
+            for key in items[0].image_inputs
+        }
+        image_inputs["pixel_values"] = image_inputs["pixel_values"].to(model.dtype)
+        text_inputs = {
+            key: value.to(model.device) for key, value in self.preprocessing.text_inputs([i.input_ids for i in items]).items()
+        }
+        image = torch.nn.functional.normalize(_features(model.get_image_features(**image_inputs)).float(), dim=-1)
+        text = torch.nn.functional.normalize(_features(model.get_text_features(**text_inputs)).float(), dim=-1)
+        scores = (image * text).sum(-1).cpu().tolist()
+        return [{"clip_score": score} for score in scores]
+
+
+_SCORERS: dict[ClipConfig, ClipScorer] = {}
+
+
+def get_clip_scorer(**options: Any) -> ClipScorer:
+    """The process-wide CLIP scorer for these options (built once per configuration)."""
+    config = ClipConfig(**options)
+    return cached(_SCORERS, (config,), lambda: ClipScorer.from_config(config))
+
+
+def clip_scores(batch: Batch, rank: int | None = None, **options: Any) -> dict[str, list[Any]]:
+    """Batched map function: adds ``clip_score`` and ``clip_error``.
+
+    ``options`` are :class:`ClipConfig` fields, given through ``fn_kwargs``.
+
+    Example:
+        >>> ds = ds.map(clip_scores, batched=True, batch_size=256)                   # doctest: +SKIP
+        >>> ds = ds.map(clip_scores, batched=True,
+        ...             fn_kwargs={"model": "./siglip-so400m", "text_column": "text"})  # doctest: +SKIP
+    """
+    return get_clip_scorer(**options)(batch, rank)
