@@ -23,8 +23,7 @@ reason), plus ``judge_probs`` (10 floats, fast mode, ``return_probs=True``) and 
 from __future__ import annotations
 
 import math
-import threading
-from dataclasses import asdict, dataclass, replace
+from dataclasses import dataclass
 from typing import Any
 
 import torch
@@ -45,7 +44,7 @@ from ..models.score_readout import (
     parse_generated_score,
     score_distribution,
 )
-from .base import Batch, Scorer
+from .base import Batch, Scorer, cached
 
 DEFAULT_JUDGE = "Dauka-transformers/Compact_VLM_filter"
 #: The seed loads its processor from the base model; used when a judge checkpoint ships none.
@@ -153,16 +152,8 @@ def _ships_processor(source: str, revision: str | None) -> bool:
         return True
 
 
-_LOCK = threading.RLock()
 _PREPROCESSING: dict[tuple, _Preprocessing] = {}
 _MODELS: dict[tuple, torch.nn.Module] = {}
-
-
-def _cached(cache: dict, key: tuple, build):
-    with _LOCK:
-        if key not in cache:
-            cache[key] = build()
-        return cache[key]
 
 
 class VLMJudge(Scorer):
@@ -201,24 +192,6 @@ class VLMJudge(Scorer):
         judge.load()
         return judge
 
-    @classmethod
-    def from_config(cls, config: JudgeConfig) -> "VLMJudge":
-        return cls(**asdict(config))
-
-    def with_options(self, **options: Any) -> "VLMJudge":
-        """A judge of the same configuration with some options changed."""
-        return self.from_config(replace(self.config, **options))
-
-    # ---- pickling: configuration only -----------------------------------------------------
-    def __getstate__(self) -> dict[str, Any]:
-        return {"config": self.config}
-
-    def __setstate__(self, state: dict[str, Any]) -> None:
-        self.config = state["config"]
-
-    def __repr__(self) -> str:
-        return f"VLMJudge({self.config})"
-
     # ---- loading ----------------------------------------------------------------------------
     def load(self, rank: int | None = None) -> torch.nn.Module:
         self.preprocessing
@@ -228,14 +201,14 @@ class VLMJudge(Scorer):
     def preprocessing(self) -> _Preprocessing:
         c = self.config
         key = (c.model, c.revision, c.processor, c.mode, c.min_pixels, c.max_pixels, c.max_caption_tokens)
-        return _cached(_PREPROCESSING, key, lambda: _Preprocessing(c))
+        return cached(_PREPROCESSING, key, lambda: _Preprocessing(c))
 
     def model(self, rank: int | None = None) -> torch.nn.Module:
         configure_worker_threads()
         device = resolve_device(self.config.device, rank)
         dtype = resolve_dtype(self.config.dtype, device)
         key = (self.config.model, self.config.revision, str(device), dtype)
-        return _cached(_MODELS, key, lambda: self._load_model(device, dtype))
+        return cached(_MODELS, key, lambda: self._load_model(device, dtype))
 
     def _load_model(self, device: torch.device, dtype: torch.dtype) -> torch.nn.Module:
         from transformers import AutoModelForImageTextToText
@@ -336,7 +309,7 @@ _JUDGES: dict[JudgeConfig, VLMJudge] = {}
 def get_judge(**options: Any) -> VLMJudge:
     """The process-wide judge for these options (built once per configuration)."""
     config = JudgeConfig(**options)
-    return _cached(_JUDGES, (config,), lambda: VLMJudge.from_config(config))
+    return cached(_JUDGES, (config,), lambda: VLMJudge.from_config(config))
 
 
 def judge_scores(batch: Batch, rank: int | None = None, **options: Any) -> dict[str, list[Any]]:
