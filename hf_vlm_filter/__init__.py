@@ -19,11 +19,14 @@ from .scorers import (
     JudgeConfig,
     PerplexityConfig,
     Scorer,
+    UniFilterConfig,
+    UniFilterScorer,
     VLMJudge,
     caption_perplexity,
     clip_scores,
     judge_scores,
     map_with_scorer,
+    unifilter_scores,
 )
 
 __version__ = "0.1.0"
@@ -39,6 +42,8 @@ __all__ = [
     "PerplexityConfig",
     "RowError",
     "Scorer",
+    "UniFilterConfig",
+    "UniFilterScorer",
     "VLMJudge",
     "__version__",
     "caption_perplexity",
@@ -48,4 +53,5 @@ __all__ = [
     "judge_scores",
     "load_image",
     "map_with_scorer",
+    "unifilter_scores",
 ]

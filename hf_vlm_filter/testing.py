@@ -21,7 +21,7 @@ QWEN_SPECIAL_TOKENS = [
     "<|image_pad|>",
     "<|video_pad|>",
 ]
-KINDS = ("compact_vlm", "clip", "siglip", "causal_lm")
+KINDS = ("compact_vlm", "clip", "siglip", "causal_lm", "unifilter", "unifilter_classifier")
 
 
 def tiny_qwen_tokenizer():
@@ -53,6 +53,10 @@ def save_tiny_model(out_dir: str | Path, kind: str = "compact_vlm", seed: int = 
     :class:`~hf_vlm_filter.scorers.clip_score.ClipScorer`.
     ``kind="causal_lm"``: a GPT-2 with a byte-level tokenizer (``<|endoftext|>`` as BOS/EOS), for
     :class:`~hf_vlm_filter.scorers.caption_perplexity.CaptionPerplexity`.
+    ``kind="unifilter"`` / ``"unifilter_classifier"``: a UniFilter checkpoint in the published LLaVA
+    layout (Qwen2 ``config.json`` with ``mm_*`` keys, published weight names, tokenizer, and the SigLIP
+    tower's config + preprocessor in the ``mm_vision_tower`` sub-folder), with a regression head
+    (``num_labels=1``) or a 4-class head, for :class:`~hf_vlm_filter.scorers.unifilter_score.UniFilterScorer`.
 
     Example:
         >>> from hf_vlm_filter.testing import save_tiny_model
@@ -65,7 +69,8 @@ def save_tiny_model(out_dir: str | Path, kind: str = "compact_vlm", seed: int = 
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     {"compact_vlm": _save_tiny_qwen2_vl, "clip": _save_tiny_clip, "siglip": _save_tiny_siglip,
-     "causal_lm": _save_tiny_gpt2}[kind](out, seed)
+     "causal_lm": _save_tiny_gpt2, "unifilter": _save_tiny_unifilter,
+     "unifilter_classifier": lambda path, s: _save_tiny_unifilter(path, s, num_labels=4)}[kind](out, seed)
     return out
 
 
@@ -208,3 +213,45 @@ def _save_tiny_qwen2_vl(out: Path, seed: int) -> None:
     model.save_pretrained(out)
     tokenizer.save_pretrained(out)
     Qwen2VLImageProcessorPil(min_pixels=4 * 28 * 28, max_pixels=64 * 28 * 28).save_pretrained(out)
+
+
+def _save_tiny_unifilter(out: Path, seed: int, num_labels: int = 1) -> None:
+    import json
+
+    from safetensors.torch import save_file
+    from transformers import Qwen2Config, SiglipVisionConfig
+    from transformers.models.siglip import SiglipImageProcessorPil
+
+    from .models.unifilter import UniFilterModel, ours_to_published
+
+    tokenizer = tiny_qwen_tokenizer()
+    tower = "siglip-tiny-patch7-42"
+    vision = SiglipVisionConfig(**_tiny_tower(), image_size=42, patch_size=7)
+    text = {
+        "vocab_size": len(tokenizer), "hidden_size": 32, "intermediate_size": 64, "num_hidden_layers": 2,
+        "num_attention_heads": 4, "num_key_value_heads": 2, "max_position_embeddings": 4096,
+        "rope_theta": 1_000_000.0, "rms_norm_eps": 1e-6, "tie_word_embeddings": True,
+        "bos_token_id": tokenizer.convert_tokens_to_ids("<|endoftext|>"), "eos_token_id": tokenizer.eos_token_id,
+        "pad_token_id": tokenizer.pad_token_id, "hidden_act": "silu",
+    }
+    torch.manual_seed(seed)
+    model = UniFilterModel(Qwen2Config(**text), vision, num_labels=num_labels, num_image_tokens=9)
+    _spread_weights(model)
+    # The published LLaVA-style config: a Qwen2 config plus the mm_* keys of the training scripts.
+    config = {
+        "architectures": ["LlavaQwenClassifier"], "model_type": "llava_qwen", **text,
+        "id2label": {str(i): f"LABEL_{i}" for i in range(num_labels)},
+        "label2id": {f"LABEL_{i}": i for i in range(num_labels)},
+        "mm_vision_tower": tower, "mm_projector_type": "aapool_mlp", "mm_hidden_size": vision.hidden_size,
+        "mm_vision_select_layer": -1, "mm_vision_select_feature": "patch", "mm_patch_merge_type": "flat",
+        "mm_num_image_tokens": 9, "mm_use_im_start_end": False, "mm_use_im_patch_token": False,
+        "use_mm_proj": True, "image_aspect_ratio": "pad", "tokenizer_padding_side": "right",
+        "tokenizer_model_max_length": 2048, "torch_dtype": "float32",
+    }
+    (out / "config.json").write_text(json.dumps(config, indent=2))
+    weights = {ours_to_published(n): t.contiguous() for n, t in model.state_dict().items()}
+    save_file(weights, str(out / "model.safetensors"), metadata={"format": "pt"})
+    tokenizer.save_pretrained(out)
+    vision.save_pretrained(out / tower)
+    SiglipImageProcessorPil(size={"height": 42, "width": 42}, image_mean=[0.5] * 3,
+                            image_std=[0.5] * 3).save_pretrained(out / tower)

@@ -8,11 +8,13 @@ from .base import Scorer, map_with_scorer
 from .caption_perplexity import CaptionPerplexity, PerplexityConfig, caption_perplexity
 from .clip_score import ClipConfig, ClipScorer, clip_scores
 from .compact_judge import JudgeConfig, VLMJudge, judge_scores
+from .unifilter_score import UniFilterConfig, UniFilterScorer, unifilter_scores
 
 SCORERS: dict[str, type[Scorer]] = {
     "compact": VLMJudge,
     "clip": ClipScorer,
     "ppl": CaptionPerplexity,
+    "unifilter": UniFilterScorer,
 }
 
 __all__ = [
@@ -23,9 +25,12 @@ __all__ = [
     "JudgeConfig",
     "PerplexityConfig",
     "Scorer",
+    "UniFilterConfig",
+    "UniFilterScorer",
     "VLMJudge",
     "caption_perplexity",
     "clip_scores",
     "judge_scores",
     "map_with_scorer",
+    "unifilter_scores",
 ]
