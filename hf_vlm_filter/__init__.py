@@ -10,12 +10,13 @@ Example:
 
 from .inputs import ImagePolicy, RowError, clean_caption, load_image
 from .models.loading import CheckpointUnavailableError
-from .predicates import judge_filter
+from .predicates import judge_filter, threshold_filter, top_fraction
 from .scorers import (
     SCORERS,
     CaptionPerplexity,
     ClipConfig,
     ClipScorer,
+    CompositeScorer,
     JudgeConfig,
     PerplexityConfig,
     Scorer,
@@ -37,6 +38,7 @@ __all__ = [
     "CheckpointUnavailableError",
     "ClipConfig",
     "ClipScorer",
+    "CompositeScorer",
     "ImagePolicy",
     "JudgeConfig",
     "PerplexityConfig",
@@ -53,5 +55,7 @@ __all__ = [
     "judge_scores",
     "load_image",
     "map_with_scorer",
+    "threshold_filter",
+    "top_fraction",
     "unifilter_scores",
 ]

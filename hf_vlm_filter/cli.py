@@ -26,6 +26,7 @@ from .sources import SourceError, load_source
 from .summary import RunSummary
 
 PROG = "hf-vlm-filter"
+SCORER_NAMES = ("compact", "unifilter", "clip", "ppl")
 DATA_FILE = "data.parquet"
 SUMMARY_FILE = "summary.txt"
 
@@ -52,7 +53,11 @@ def build_parser() -> argparse.ArgumentParser:
         sub = commands.add_parser(name, help=help_text, description=help_text)
         sub.add_argument("source", help="Hub dataset id, .parquet/.json/.jsonl/.csv file, Parquet folder or image folder")
         sub.add_argument("--out", required=True, type=Path, help="output folder (data.parquet, summary.txt)")
-        sub.add_argument("--model", default=DEFAULT_JUDGE, help=f"judge checkpoint, Hub id or local folder (default {DEFAULT_JUDGE})")
+        sub.add_argument("--scorer", action="append", choices=SCORER_NAMES, default=None,
+                         help="scorer to run (repeatable; default compact); several run in one pass")
+        sub.add_argument("--model", default=None, help=f"checkpoint of the (single) scorer, Hub id or local folder (default {DEFAULT_JUDGE} for compact)")
+        sub.add_argument("--model-for", action="append", default=[], metavar="NAME=PATH",
+                         help="checkpoint of scorer NAME when several --scorer are given (repeatable)")
         sub.add_argument("--revision", default=None, help="Hub revision of --model")
         sub.add_argument("--split", default="train", help="dataset split (default train)")
         sub.add_argument("--streaming", action="store_true", help="stream the source, write Parquet incrementally")
@@ -66,7 +71,10 @@ def build_parser() -> argparse.ArgumentParser:
         sub.add_argument("--max-pixels", type=int, default=MAX_PIXELS, help=f"image pixel budget, upper bound (default {MAX_PIXELS})")
         sub.add_argument("--min-pixels", type=int, default=MIN_PIXELS, help=f"image pixel budget, lower bound (default {MIN_PIXELS})")
         if name == "filter":
-            sub.add_argument("--threshold", type=float, default=DEFAULT_THRESHOLD, help="keep score >= this (default 9)")
+            sub.add_argument("--threshold", type=float, default=None,
+                             help="keep rows whose first scorer's score >= this (default 9 for compact)")
+            sub.add_argument("--threshold-for", action="append", default=[], metavar="COLUMN=VALUE",
+                             help="also require COLUMN >= VALUE, e.g. clip_score=0.28 (repeatable)")
             sub.add_argument("--keep-errors", action="store_true", help="also keep rows that could not be scored")
     tiny = commands.add_parser("tiny-model", help="write a tiny random judge checkpoint (offline smoke runs)")
     tiny.add_argument("out_dir", type=Path)
@@ -96,33 +104,33 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 def run(args: argparse.Namespace) -> int:
     """The ``score`` / ``filter`` subcommands: load, score, (filter), write, summarise."""
-    from . import VLMJudge
-
     if args.batch_size < 1:
         raise UsageError(f"--batch-size must be >= 1, got {args.batch_size}")
     if args.out.exists() and not args.out.is_dir():
         raise UsageError(f"--out {str(args.out)!r} exists and is not a folder")
+    names = _scorer_names(args)
+    models = _models(args, names)
+    thresholds = _thresholds(args, names) if args.command == "filter" else None
     dataset, image_root = load_source(args.source, split=args.split, streaming=args.streaming, limit=args.limit)
-    judge = VLMJudge(
-        args.model,
-        revision=args.revision,
-        image_column=args.image_column,
-        text_column=args.text_column,
-        device=args.device,
-        dtype=args.dtype,
-        mode=args.mode,
-        min_pixels=args.min_pixels,
-        max_pixels=args.max_pixels,
-        image_root=image_root,
-    )
+    image_column = args.image_column
+    columns = getattr(dataset, "column_names", None) or []
+    if image_column == "image" and "image" not in columns and "image_path" in columns:
+        image_column = "image_path"  # the seed layout (the judge falls back the same way)
+    scorers = [_build_scorer(name, models[name], args, image_column, image_root) for name in names]
+    if len(scorers) == 1:
+        judge = scorers[0]
+    else:
+        from .scorers.composite import CompositeScorer
+
+        judge = CompositeScorer(scorers)
     judge.load()  # fail now, with the checkpoint's own message, rather than inside map
-    threshold = args.threshold if args.command == "filter" else None
+    threshold = thresholds.get(judge.score_column) if thresholds is not None else None
     keep_errors = bool(getattr(args, "keep_errors", False))
     args.out.mkdir(parents=True, exist_ok=True)
     if args.streaming:
-        summary = _run_streaming(dataset, judge, args.batch_size, args.out / DATA_FILE, threshold, keep_errors, args.limit)
+        summary = _run_streaming(dataset, judge, args.batch_size, args.out / DATA_FILE, thresholds, keep_errors, args.limit)
     else:
-        summary = _run_in_memory(dataset, judge, args.batch_size, args.out / DATA_FILE, threshold, keep_errors)
+        summary = _run_in_memory(dataset, judge, args.batch_size, args.out / DATA_FILE, thresholds, keep_errors)
     text = summary.render()
     (args.out / SUMMARY_FILE).write_text(text + "\n", encoding="utf-8")
     print(text)
@@ -130,21 +138,111 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
+def _scorer_names(args: argparse.Namespace) -> list[str]:
+    names = args.scorer or ["compact"]
+    if len(set(names)) != len(names):
+        raise UsageError(f"--scorer given twice: {names}")
+    return names
+
+
+def _pairs(values: Sequence[str], flag: str) -> dict[str, str]:
+    pairs: dict[str, str] = {}
+    for value in values:
+        key, sep, rest = value.partition("=")
+        if not sep or not key.strip() or not rest.strip():
+            raise UsageError(f"{flag} expects NAME=VALUE, got {value!r}")
+        pairs[key.strip()] = rest.strip()
+    return pairs
+
+
+def _models(args: argparse.Namespace, names: list[str]) -> dict[str, str | None]:
+    """Each scorer's checkpoint: ``--model`` for a single scorer, else ``--model-for NAME=PATH``."""
+    model_for = _pairs(args.model_for, "--model-for")
+    unknown = sorted(set(model_for) - set(names))
+    if unknown:
+        raise UsageError(f"--model-for names scorers not selected with --scorer: {unknown}")
+    if len(names) == 1:
+        if args.model is not None and names[0] in model_for:
+            raise UsageError("give the checkpoint with --model or --model-for, not both")
+        return {names[0]: args.model if args.model is not None else model_for.get(names[0])}
+    if args.model is not None:
+        raise UsageError("--model is ambiguous with several --scorer; use --model-for NAME=PATH")
+    return {name: model_for.get(name) for name in names}
+
+
+def _thresholds(args: argparse.Namespace, names: list[str]) -> dict[str, float]:
+    """Column -> threshold: ``--threshold`` on the first scorer's score column, plus ``--threshold-for``."""
+    from . import SCORERS
+
+    first = SCORERS[names[0]]
+    first_column = f"{first.prefix}_{first.score_name}"
+    thresholds: dict[str, float] = {}
+    if args.threshold is not None:
+        thresholds[first_column] = args.threshold
+    elif names[0] == "compact":
+        thresholds[first_column] = DEFAULT_THRESHOLD
+    for column, value in _pairs(args.threshold_for, "--threshold-for").items():
+        try:
+            thresholds[column] = float(value)
+        except ValueError:
+            raise UsageError(f"--threshold-for {column}: {value!r} is not a number") from None
+    if not thresholds:
+        raise UsageError(f"filter with --scorer {names[0]} needs --threshold (or --threshold-for COLUMN=VALUE)")
+    return thresholds
+
+
+def _build_scorer(name: str, model: str | None, args: argparse.Namespace, image_column: str, image_root: Any) -> Any:
+    """A scorer of registry ``name`` with the options of ``args`` that its config takes."""
+    from . import SCORERS
+
+    cls = SCORERS[name]
+    options = {
+        "revision": args.revision, "image_column": image_column, "text_column": args.text_column,
+        "device": args.device, "dtype": args.dtype, "image_root": image_root,
+    }
+    if name == "compact":
+        options.update(mode=args.mode, min_pixels=args.min_pixels, max_pixels=args.max_pixels,
+                       image_column=args.image_column)
+    config_fields = _config_fields(cls)
+    options = {key: value for key, value in options.items() if key in config_fields}
+    return cls(model, **options) if model is not None else cls(**options)
+
+
+def _config_fields(cls: type) -> set[str]:
+    import dataclasses
+
+    from .scorers import ClipConfig, JudgeConfig, PerplexityConfig, UniFilterConfig
+    from .scorers import CaptionPerplexity, ClipScorer, UniFilterScorer, VLMJudge
+
+    config = {VLMJudge: JudgeConfig, ClipScorer: ClipConfig, CaptionPerplexity: PerplexityConfig,
+              UniFilterScorer: UniFilterConfig}[cls]
+    return {f.name for f in dataclasses.fields(config)}
+
+
+def _summary_threshold(judge: Any, thresholds: dict[str, float] | None) -> float | None:
+    if thresholds is None:
+        return None
+    return thresholds.get(judge.score_column, float("-inf"))
+
+
 def _run_in_memory(
-    dataset: Any, judge: Any, batch_size: int, path: Path, threshold: float | None, keep_errors: bool
+    dataset: Any, judge: Any, batch_size: int, path: Path, thresholds: dict[str, float] | None, keep_errors: bool
 ) -> RunSummary:
-    """Score a ``Dataset`` with ``map``, filter it with ``judge_filter``, write one Parquet file."""
-    from . import judge_filter, map_with_scorer
+    """Score a ``Dataset`` with ``map``, filter it with ``threshold_filter``, write one Parquet file."""
+    from . import map_with_scorer, threshold_filter
 
     scored = map_with_scorer(dataset, judge, batch_size=batch_size)
     summary = RunSummary.from_columns(
-        scored[judge.score_column], scored[judge.error_column], threshold=threshold, keep_errors=keep_errors
+        scored[judge.score_column], scored[judge.error_column],
+        threshold=_summary_threshold(judge, thresholds), keep_errors=keep_errors,
     )
     kept = scored
-    if threshold is not None:
+    if thresholds is not None:
         kept = scored.filter(
-            judge_filter, batched=True, batch_size=batch_size, fn_kwargs={"threshold": threshold, "keep_errors": keep_errors}
+            threshold_filter, batched=True, batch_size=batch_size,
+            fn_kwargs={"thresholds": thresholds, "keep_errors": keep_errors},
         )
+        summary.kept = len(kept)
     kept.to_parquet(str(path))
     return summary
 
@@ -154,23 +252,24 @@ def _run_streaming(
     judge: Any,
     batch_size: int,
     path: Path,
-    threshold: float | None,
+    thresholds: dict[str, float] | None,
     keep_errors: bool,
     limit: int | None,
 ) -> RunSummary:
     """Score an ``IterableDataset`` batch by batch, writing each batch's kept rows as it comes.
 
-    The scored stream is read once: each batch feeds the summary, then ``judge_filter`` (the same
-    predicate ``filter`` uses) picks the rows to write.
+    The scored stream is read once: each batch feeds the summary, then ``threshold_filter`` (the
+    same predicate ``filter`` uses) picks the rows to write.
     """
     import pyarrow as pa
     import pyarrow.parquet as pq
     from tqdm.auto import tqdm
 
-    from . import judge_filter, map_with_scorer
+    from . import map_with_scorer, threshold_filter
 
     scored = map_with_scorer(dataset, judge, batch_size=batch_size)
-    summary = RunSummary(threshold=threshold, keep_errors=keep_errors)
+    summary = RunSummary(threshold=_summary_threshold(judge, thresholds), keep_errors=keep_errors)
+    kept_rows = 0
     writer: pq.ParquetWriter | None = None
     schema = scored.features.arrow_schema if scored.features is not None else None
     try:
@@ -178,9 +277,11 @@ def _run_streaming(
             for table in scored.with_format("arrow").iter(batch_size=batch_size):
                 scores = table.column(judge.score_column).to_pylist()
                 summary.add(scores, table.column(judge.error_column).to_pylist())
-                if threshold is not None:
-                    mask = judge_filter({judge.score_column: scores}, threshold=threshold, keep_errors=keep_errors)
+                if thresholds is not None:
+                    columns = {name: table.column(name).to_pylist() for name in thresholds}
+                    mask = threshold_filter(columns, thresholds, keep_errors=keep_errors)
                     table = table.filter(pa.array(mask, type=pa.bool_()))
+                    kept_rows += table.num_rows
                 if schema is not None:
                     table = table.cast(schema)
                 if writer is None:
@@ -191,6 +292,8 @@ def _run_streaming(
     finally:
         if writer is not None:
             writer.close()
+    if thresholds is not None:
+        summary.kept = kept_rows
     if writer is None:  # empty source: still leave a (schema-only, when known) file behind
         pq.write_table(schema.empty_table() if schema is not None else pa.table({}), str(path))
     return summary

@@ -6,6 +6,7 @@ and one line here.
 
 from .base import Scorer, map_with_scorer
 from .caption_perplexity import CaptionPerplexity, PerplexityConfig, caption_perplexity
+from .composite import CompositeScorer
 from .clip_score import ClipConfig, ClipScorer, clip_scores
 from .compact_judge import JudgeConfig, VLMJudge, judge_scores
 from .unifilter_score import UniFilterConfig, UniFilterScorer, unifilter_scores
@@ -22,6 +23,7 @@ __all__ = [
     "CaptionPerplexity",
     "ClipConfig",
     "ClipScorer",
+    "CompositeScorer",
     "JudgeConfig",
     "PerplexityConfig",
     "Scorer",
