@@ -21,12 +21,15 @@ from .scorers import (
     PerplexityConfig,
     Scorer,
     UniFilterConfig,
+    UniFilterDocumentConfig,
+    UniFilterDocumentScorer,
     UniFilterScorer,
     VLMJudge,
     caption_perplexity,
     clip_scores,
     judge_scores,
     map_with_scorer,
+    unifilter_document_scores,
     unifilter_scores,
 )
 
@@ -45,6 +48,8 @@ __all__ = [
     "RowError",
     "Scorer",
     "UniFilterConfig",
+    "UniFilterDocumentConfig",
+    "UniFilterDocumentScorer",
     "UniFilterScorer",
     "VLMJudge",
     "__version__",
@@ -57,5 +62,6 @@ __all__ = [
     "map_with_scorer",
     "threshold_filter",
     "top_fraction",
+    "unifilter_document_scores",
     "unifilter_scores",
 ]

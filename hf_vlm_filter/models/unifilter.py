@@ -96,22 +96,34 @@ class UniFilterModel(nn.Module):
         out = self.vision_tower(pixel_values=pixel_values.to(self.device, self.dtype), output_hidden_states=True)
         return self.projector(out.hidden_states[self.select_layer])
 
-    def forward(self, input_ids: list[list[int]], pixel_values: torch.Tensor) -> torch.Tensor:
+    def forward(self, input_ids: list[list[int]], pixel_values: torch.Tensor,
+                image_counts: list[int] | None = None) -> torch.Tensor:
         """Logits ``(batch, num_labels)``; each id list holds ``IMAGE_TOKEN_INDEX`` where its image goes.
 
-        Rows are spliced and left-padded here; positions restart at 0 on each row's first real token.
+        ``pixel_values`` holds the images of all rows in order; ``image_counts[i]`` images belong to
+        row ``i`` (default one each) and fill its ``IMAGE_TOKEN_INDEX`` slots in order (interleaved
+        documents). Rows are spliced and left-padded here; positions restart at 0 on each row's first
+        real token.
         """
         image_features = self.encode_images(pixel_values)
+        counts = [1] * len(input_ids) if image_counts is None else list(image_counts)
+        if sum(counts) != image_features.shape[0] or len(counts) != len(input_ids):
+            raise ValueError(f"{image_features.shape[0]} images for image counts {counts}")
+        per_row = list(torch.split(image_features, counts)) if counts else []
         embed = self.language_model.get_input_embeddings()
         rows = []
-        for ids, features in zip(input_ids, image_features):
-            pieces, text = [], []
+        for ids, row_features in zip(input_ids, per_row):
+            slots = sum(1 for token in ids if token == IMAGE_TOKEN_INDEX)
+            if slots != row_features.shape[0]:
+                raise ValueError(f"{slots} image slot(s) for {row_features.shape[0]} image(s)")
+            pieces, text, next_image = [], [], 0
             for token in ids:
                 if token == IMAGE_TOKEN_INDEX:
                     if text:
                         pieces.append(embed(torch.tensor(text, device=self.device)))
                         text = []
-                    pieces.append(features)
+                    pieces.append(row_features[next_image])
+                    next_image += 1
                 else:
                     text.append(token)
             if text:
@@ -309,3 +321,24 @@ def caption_input_ids(tokenizer: Any, caption: str, max_tokens: int = 75) -> lis
     head = [tokenizer.bos_token_id] if tokenizer.bos_token_id is not None else []
     tail = [tokenizer.eos_token_id] if tokenizer.eos_token_id is not None else []
     return (head + [IMAGE_TOKEN_INDEX] + ids + tail)[:max_tokens]
+
+
+def document_input_ids(tokenizer: Any, pieces: list[str | None]) -> list[int]:
+    """Ids of an interleaved document: ``None`` pieces are image slots (``IMAGE_TOKEN_INDEX``).
+
+    As the reference interleaved script: pieces (``<image>`` for an image) joined with ``"\\n\\n"``,
+    the text between image slots tokenised chunk by chunk, BOS (when the tokenizer has one) prepended
+    and EOS appended; no length cut (the caller refuses over-long documents). A literal ``<image>`` in
+    a text becomes ``image``, as in :func:`caption_input_ids`.
+    """
+    corpus = "\n\n".join(DEFAULT_IMAGE_TOKEN if piece is None else piece.replace(DEFAULT_IMAGE_TOKEN, "image")
+                         for piece in pieces)
+    ids: list[int] = []
+    for index, chunk in enumerate(corpus.split(DEFAULT_IMAGE_TOKEN)):
+        if index:
+            ids.append(IMAGE_TOKEN_INDEX)
+        if chunk:
+            ids += tokenizer(chunk, add_special_tokens=False).input_ids
+    head = [tokenizer.bos_token_id] if tokenizer.bos_token_id is not None else []
+    tail = [tokenizer.eos_token_id] if tokenizer.eos_token_id is not None else []
+    return head + ids + tail

@@ -10,6 +10,7 @@ from .composite import CompositeScorer
 from .clip_score import ClipConfig, ClipScorer, clip_scores
 from .compact_judge import JudgeConfig, VLMJudge, judge_scores
 from .unifilter_score import UniFilterConfig, UniFilterScorer, unifilter_scores
+from .unifilter_documents import UniFilterDocumentConfig, UniFilterDocumentScorer, unifilter_document_scores
 
 SCORERS: dict[str, type[Scorer]] = {
     "compact": VLMJudge,
@@ -28,11 +29,14 @@ __all__ = [
     "PerplexityConfig",
     "Scorer",
     "UniFilterConfig",
+    "UniFilterDocumentConfig",
+    "UniFilterDocumentScorer",
     "UniFilterScorer",
     "VLMJudge",
     "caption_perplexity",
     "clip_scores",
     "judge_scores",
     "map_with_scorer",
+    "unifilter_document_scores",
     "unifilter_scores",
 ]
