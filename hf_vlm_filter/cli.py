@@ -26,7 +26,7 @@ from .sources import SourceError, load_source
 from .summary import RunSummary
 
 PROG = "hf-vlm-filter"
-SCORER_NAMES = ("compact", "unifilter", "clip", "ppl")
+SCORER_NAMES = ("compact", "unifilter", "unifilter-docs", "clip", "ppl")
 DATA_FILE = "data.parquet"
 SUMMARY_FILE = "summary.txt"
 
@@ -211,12 +211,7 @@ def _build_scorer(name: str, model: str | None, args: argparse.Namespace, image_
 def _config_fields(cls: type) -> set[str]:
     import dataclasses
 
-    from .scorers import ClipConfig, JudgeConfig, PerplexityConfig, UniFilterConfig
-    from .scorers import CaptionPerplexity, ClipScorer, UniFilterScorer, VLMJudge
-
-    config = {VLMJudge: JudgeConfig, ClipScorer: ClipConfig, CaptionPerplexity: PerplexityConfig,
-              UniFilterScorer: UniFilterConfig}[cls]
-    return {f.name for f in dataclasses.fields(config)}
+    return {f.name for f in dataclasses.fields(cls.config_class)}
 
 
 def _summary_threshold(judge: Any, thresholds: dict[str, float] | None) -> float | None:

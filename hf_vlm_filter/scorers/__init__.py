@@ -17,6 +17,7 @@ SCORERS: dict[str, type[Scorer]] = {
     "clip": ClipScorer,
     "ppl": CaptionPerplexity,
     "unifilter": UniFilterScorer,
+    "unifilter-docs": UniFilterDocumentScorer,
 }
 
 __all__ = [

@@ -65,6 +65,9 @@ class Scorer(ABC):
     #: Name of the score after the prefix; anything but ``"score"`` also renames the error column
     #: to ``{prefix}_{score_name}_error`` (see the module docstring).
     score_name: ClassVar[str] = "score"
+    #: The frozen dataclass holding this scorer's options (its fields are what ``with_options``,
+    #: ``fn_kwargs`` and the CLI may set).
+    config_class: ClassVar[type]
 
     def __init__(self, config: Any) -> None:
         self.config = config

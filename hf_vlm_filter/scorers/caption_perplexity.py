@@ -144,6 +144,7 @@ class CaptionPerplexity(Scorer):
 
     prefix = "caption"
     score_name = "ppl"
+    config_class = PerplexityConfig
 
     def __init__(self, model: str = DEFAULT_LM, **options: Any) -> None:
         super().__init__(PerplexityConfig(model=str(model), **options))

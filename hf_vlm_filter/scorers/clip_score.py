@@ -130,6 +130,7 @@ class ClipScorer(Scorer):
     """
 
     prefix = "clip"
+    config_class = ClipConfig
 
     def __init__(self, model: str = DEFAULT_CLIP, **options: Any) -> None:
         super().__init__(ClipConfig(model=str(model), **options))

@@ -181,6 +181,7 @@ class VLMJudge(Scorer):
     """
 
     prefix = "judge"
+    config_class = JudgeConfig
 
     def __init__(self, model: str = DEFAULT_JUDGE, **options: Any) -> None:
         super().__init__(JudgeConfig(model=str(model), **options))

@@ -73,6 +73,8 @@ class UniFilterDocumentScorer(UniFilterScorer):
         >>> ds = ds.map(scorer, batched=True, batch_size=4)                                        # doctest: +SKIP
     """
 
+    config_class = UniFilterDocumentConfig
+
     def __init__(self, model: str = DEFAULT_UNIFILTER, **options: Any) -> None:
         super(UniFilterScorer, self).__init__(UniFilterDocumentConfig(model=str(model), **options))
 

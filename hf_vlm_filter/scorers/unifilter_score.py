@@ -83,6 +83,7 @@ class UniFilterScorer(Scorer):
     """
 
     prefix = "unifilter"
+    config_class = UniFilterConfig
 
     def __init__(self, model: str = DEFAULT_UNIFILTER, **options: Any) -> None:
         super().__init__(UniFilterConfig(model=str(model), **options))
