@@ -15,6 +15,7 @@ unavailable, 2 bad arguments or source.
 from __future__ import annotations
 
 import argparse
+import importlib
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -29,6 +30,9 @@ PROG = "hf-vlm-filter"
 SCORER_NAMES = ("compact", "unifilter", "unifilter-docs", "clip", "ppl")
 DATA_FILE = "data.parquet"
 SUMMARY_FILE = "summary.txt"
+#: Modules that add subcommands: each has ``register(commands)``, which adds its parsers to the
+#: ``add_subparsers`` object and sets ``handler=callable(args) -> exit code`` as their default.
+COMMAND_MODULES: tuple[str, ...] = ()
 
 
 class UsageError(Exception):
@@ -78,6 +82,8 @@ def build_parser() -> argparse.ArgumentParser:
             sub.add_argument("--keep-errors", action="store_true", help="also keep rows that could not be scored")
     tiny = commands.add_parser("tiny-model", help="write a tiny random judge checkpoint (offline smoke runs)")
     tiny.add_argument("out_dir", type=Path)
+    for module in COMMAND_MODULES:
+        importlib.import_module(module).register(commands)
     return parser
 
 
@@ -92,7 +98,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 
             print(save_tiny_model(args.out_dir))
             return 0
-        return run(args)
+        handler = getattr(args, "handler", None)
+        return handler(args) if handler is not None else run(args)
     except CheckpointUnavailableError as exc:
         print(f"{PROG}: {exc}", file=sys.stderr)
         return 1
