@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import io
-import struct
-import zlib
 from pathlib import Path
 
 import numpy as np
@@ -12,26 +10,10 @@ import pytest
 from PIL import Image
 
 from hf_vlm_filter import ImagePolicy, RowError, clean_caption, load_image
-from tests.conftest import jpeg_bytes, random_image
+from tests.conftest import jpeg_bytes, png_bytes, png_header_claiming, random_image
 
 # A policy that never upscales, so small arrays can be checked pixel by pixel.
 NO_UPSCALE = ImagePolicy(min_side=1)
-
-
-def png_bytes(image: Image.Image) -> bytes:
-    buffer = io.BytesIO()
-    image.save(buffer, format="PNG")
-    return buffer.getvalue()
-
-
-def png_header_claiming(width: int, height: int) -> bytes:
-    """A tiny, well-formed PNG whose IHDR claims ``width x height`` pixels."""
-
-    def chunk(kind: bytes, data: bytes) -> bytes:
-        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
-
-    ihdr = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
-    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", zlib.compress(b"\x00")) + chunk(b"IEND", b"")
 
 
 def refused(cell, policy: ImagePolicy = ImagePolicy()) -> str:
