@@ -11,57 +11,20 @@ Example:
 from .inputs import ImagePolicy, RowError, clean_caption, load_image
 from .models.loading import CheckpointUnavailableError
 from .predicates import judge_filter, threshold_filter, top_fraction
-from .scorers import (
-    SCORERS,
-    CaptionPerplexity,
-    ClipConfig,
-    ClipScorer,
-    CompositeScorer,
-    JudgeConfig,
-    PerplexityConfig,
-    Scorer,
-    UniFilterConfig,
-    UniFilterDocumentConfig,
-    UniFilterDocumentScorer,
-    UniFilterScorer,
-    VLMJudge,
-    caption_perplexity,
-    clip_scores,
-    judge_scores,
-    map_with_scorer,
-    unifilter_document_scores,
-    unifilter_scores,
-)
+from . import scorers
+from .scorers import *  # noqa: F403 -- the scorers' public API, listed once in scorers.__all__
 
 __version__ = "0.1.0"
 
 __all__ = [
-    "SCORERS",
-    "CaptionPerplexity",
+    *scorers.__all__,
     "CheckpointUnavailableError",
-    "ClipConfig",
-    "ClipScorer",
-    "CompositeScorer",
     "ImagePolicy",
-    "JudgeConfig",
-    "PerplexityConfig",
     "RowError",
-    "Scorer",
-    "UniFilterConfig",
-    "UniFilterDocumentConfig",
-    "UniFilterDocumentScorer",
-    "UniFilterScorer",
-    "VLMJudge",
     "__version__",
-    "caption_perplexity",
     "clean_caption",
-    "clip_scores",
     "judge_filter",
-    "judge_scores",
     "load_image",
-    "map_with_scorer",
     "threshold_filter",
     "top_fraction",
-    "unifilter_document_scores",
-    "unifilter_scores",
 ]
