@@ -124,3 +124,22 @@ def test_hostile_documents_get_nan_and_reason(tiny_path):
     assert len(out) == len(rows)
     dropped = scorer({"texts": [[None, "kept"]], "images": [[good, None]]})["unifilter_score"][0]
     assert direct["unifilter_score"][8] == pytest.approx(dropped, abs=1e-4)
+
+
+def test_cli_scores_documents(tiny_path, scorer, tmp_path):
+    """``--scorer unifilter-docs`` on an OBELICS-layout Parquet file writes the same scores as ``ds.map``."""
+    import pyarrow.parquet as pq
+
+    from hf_vlm_filter.cli import main
+
+    rows = _documents()
+    source = tmp_path / "docs.parquet"
+    Dataset.from_dict(rows).to_parquet(str(source))
+    code = main(["score", str(source), "--scorer", "unifilter-docs", "--model", tiny_path,
+                 "--device", "cpu", "--dtype", "float32", "--out", str(tmp_path / "out")])
+    assert code == 0
+    written = pq.read_table(tmp_path / "out" / "data.parquet").to_pydict()
+    expected = map_with_scorer(Dataset.from_dict(rows), scorer, batch_size=2)
+    assert written["texts"] == rows["texts"]
+    assert written["unifilter_error"] == expected["unifilter_error"]
+    np.testing.assert_allclose(written["unifilter_score"], expected["unifilter_score"], atol=1e-5)
