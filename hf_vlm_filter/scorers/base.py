@@ -20,7 +20,16 @@ A scorer is a plain callable object shaped for ``datasets.Dataset.map(scorer, ba
   can drive them. ``rank`` (``map(with_rank=True)``) selects a GPU.
 
 Adding a scorer means one new module with a subclass that sets ``prefix``, ``extra_features`` and
-the two hooks, and one line in :mod:`hf_vlm_filter.scorers` (the registry).
+the two hooks, and one line in :mod:`hf_vlm_filter.scorers` (the registry). Loading is shared too:
+a scorer with a model implements :meth:`Scorer.load_model` (and, for tokenizers or processors,
+:meth:`Scorer.load_processors` through :meth:`Scorer.shared`); the base class then provides
+``from_pretrained``, ``load``, ``model(rank)`` (one cached model per checkpoint, device and dtype in
+the process) and ``shared_instance`` (one scorer per configuration, for map functions).
+
+Throughput: rows are prepared and scored in micro-batches (see :mod:`hf_vlm_filter.scorers.pipeline`):
+with ``prefetch_workers`` > 0 a background thread pool decodes and preprocesses the next
+micro-batches while the model scores the current one; rows may be grouped by a cost hint
+(:meth:`Scorer.length_hint`); outputs are always written back in input order.
 
 Column names: by default ``{prefix}_score`` and ``{prefix}_error``. A scorer whose score is better
 named otherwise sets the class attribute ``score_name``: the score column becomes
@@ -41,12 +50,15 @@ import numpy as np
 from datasets import Features, List, Value
 
 from ..inputs import RowError
+from .pipeline import PipelineOptions, run_pipeline
 
 Batch = Mapping[str, Sequence[Any]]
 T = TypeVar("T")
 S = TypeVar("S", bound="Scorer")
 
 _CACHE_LOCK = threading.RLock()
+#: Process-wide models, processors and scorers shared by every scorer (see ``Scorer.model`` / ``Scorer.shared``).
+_SHARED: dict[Any, Any] = {}
 
 
 def cached(cache: dict, key: Any, build: Callable[[], T]) -> T:
@@ -91,6 +103,95 @@ class Scorer(ABC):
 
     def check_columns(self, batch: Batch) -> None:
         """Raise ``KeyError`` with a helpful message when the batch lacks a required column."""
+
+    def length_hint(self, batch: Batch, index: int) -> Any:
+        """A cheap, sortable cost estimate of row ``index`` (``None``: rows are not grouped).
+
+        Rows with equal hints are put in the same micro-batch so that little padding is needed (the
+        judge returns its visual-token count, read from the image header without decoding). Must
+        not raise: return anything sortable (e.g. ``0``) for a row that ``prepare`` will refuse.
+        """
+        return None
+
+    def collate(self, items: list[Any], rank: int | None = None) -> Any:
+        """Optional: stack prepared rows into model inputs on the CPU (default ``None``: not used).
+
+        When it returns something, the pipeline calls it in a background thread and attaches the
+        result to the :class:`~hf_vlm_filter.scorers.pipeline.PreparedBatch` it hands to
+        ``score_prepared`` (as ``items.collated``), so stacking and pinning overlap with the model.
+        ``score_prepared`` must still work on a plain list (it collates itself then).
+        """
+        return None
+
+    # ---- loading (shared by every scorer with a model) ------------------------------------
+    def load_processors(self) -> Any:
+        """Load tokenizers / processors now (default: nothing); see :meth:`shared`."""
+        return None
+
+    def load_model(self, device: Any, dtype: Any) -> Any:
+        """Load this scorer's model onto ``device`` in ``dtype``, in eval mode (scorers with a model)."""
+        raise NotImplementedError(f"{type(self).__name__} has no model")
+
+    def model_key(self) -> tuple:
+        """The config fields that identify the weights (default: ``model`` and ``revision``)."""
+        return (getattr(self.config, "model", None), getattr(self.config, "revision", None))
+
+    def model(self, rank: int | None = None) -> Any:
+        """The model for ``rank`` (GPU ``rank % device_count``), loaded once per process and shared.
+
+        Scorers whose :meth:`load_model` is the same function and whose :meth:`model_key`, device
+        and dtype agree share one model object.
+        """
+        from ..models.loading import configure_worker_threads, resolve_device, resolve_dtype
+
+        configure_worker_threads()
+        device = resolve_device(getattr(self.config, "device", None), rank)
+        dtype = resolve_dtype(getattr(self.config, "dtype", None), device)
+        key = ("model", type(self).load_model, self.model_key(), str(device), dtype)
+        return cached(_SHARED, key, lambda: self.load_model(device, dtype))
+
+    def load(self, rank: int | None = None) -> Any:
+        """Load processors and model now (so a bad id or an offline Hub fails here); returns the model."""
+        self.load_processors()
+        if type(self).load_model is Scorer.load_model:
+            return None
+        return self.model(rank)
+
+    def shared(self, build: Callable[[Any], T], key: tuple) -> T:
+        """``build(self.config)``, built once per process for ``(build, key)`` (tokenizers, processors…).
+
+        Example:
+            >>> # in a subclass:  return self.shared(_Preprocessing, (self.config.model, self.config.revision))
+        """
+        return cached(_SHARED, ("shared", build, key), lambda: build(self.config))
+
+    @classmethod
+    def from_pretrained(cls: type[S], *args: Any, **options: Any) -> S:
+        """Build a scorer (same arguments as the constructor) and load its checkpoint now."""
+        scorer = cls(*args, **options)
+        scorer.load()
+        return scorer
+
+    @classmethod
+    def shared_instance(cls: type[S], **options: Any) -> S:
+        """The process-wide scorer of this class for these :attr:`config_class` options.
+
+        What the module-level map functions (``judge_scores``, ``clip_scores``…) call on each batch.
+        """
+        config = cls.config_class(**options)
+        return cached(_SHARED, ("scorer", cls, config), lambda: cls.from_config(config))
+
+    def pipeline_options(self) -> PipelineOptions:
+        """Micro-batching and prefetch settings, from the config's ``prefetch_workers``,
+        ``micro_batch_size`` and ``group_by_length`` fields when it has them (defaults otherwise:
+        the whole batch at once, in the calling thread)."""
+        return PipelineOptions.from_config(self.config, self.resolved_device_type())
+
+    def resolved_device_type(self) -> str:
+        """``"cuda"`` or ``"cpu"``…: where this scorer's model runs (from ``config.device``)."""
+        from ..models.loading import resolve_device
+
+        return resolve_device(getattr(self.config, "device", None)).type
 
     # ---- the contract ---------------------------------------------------------------------
     @property
@@ -143,16 +244,8 @@ class Scorer(ABC):
         size = _batch_size(batch)
         results: list[dict[str, Any] | None] = [None] * size
         errors: list[str] = [""] * size
-        ready: list[int] = []
-        items: list[Any] = []
-        for index in range(size):
-            try:
-                items.append(self.prepare(batch, index))
-                ready.append(index)
-            except RowError as exc:
-                errors[index] = str(exc)
-        if items:
-            for index, result in zip(ready, self._score_isolating_failures(items, rank)):
+        for indices, items in run_pipeline(self, batch, size, rank, errors):
+            for index, result in zip(indices, self._score_isolating_failures(items, rank)):
                 error = result.pop("error", None)
                 if error is not None:
                     errors[index] = str(error)

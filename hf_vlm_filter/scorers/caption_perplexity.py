@@ -23,8 +23,8 @@ from typing import Any
 import torch
 
 from ..inputs import RowError, clean_caption
-from ..models.loading import configure_worker_threads, load_or_explain, resolve_device, resolve_dtype
-from .base import Batch, Scorer, cached
+from ..models.loading import load_or_explain
+from .base import Batch, Scorer
 
 DEFAULT_LM = "gpt2"
 PADDING_SIDES = ("right", "left")
@@ -92,10 +92,6 @@ class _Tokenization:
         return ids
 
 
-_TOKENIZATION: dict[tuple, _Tokenization] = {}
-_MODELS: dict[tuple, torch.nn.Module] = {}
-
-
 def pad_batch(ids: list[list[int]], pad_id: int, side: str = "right") -> dict[str, torch.Tensor]:
     """Token id lists to ``input_ids``, ``attention_mask`` and ``position_ids`` (counted from each row's first token)."""
     width = max(len(row) for row in ids)
@@ -149,32 +145,19 @@ class CaptionPerplexity(Scorer):
     def __init__(self, model: str = DEFAULT_LM, **options: Any) -> None:
         super().__init__(PerplexityConfig(model=str(model), **options))
 
-    @classmethod
-    def from_pretrained(cls, model: str = DEFAULT_LM, **options: Any) -> "CaptionPerplexity":
-        """Build a scorer and load its checkpoint now, so a bad id or offline Hub fails here."""
-        scorer = cls(model, **options)
-        scorer.load()
-        return scorer
-
-    # ---- loading ----------------------------------------------------------------------------
-    def load(self, rank: int | None = None) -> torch.nn.Module:
-        self.tokenization
-        return self.model(rank)
+    # ---- loading (cached per process by the base class) --------------------------------------
+    def load_processors(self) -> _Tokenization:
+        return self.tokenization
 
     @property
     def tokenization(self) -> _Tokenization:
         c = self.config
-        key = (c.model, c.revision, c.gguf_file, c.max_caption_tokens, c.add_bos)
-        return cached(_TOKENIZATION, key, lambda: _Tokenization(c))
+        return self.shared(_Tokenization, (c.model, c.revision, c.gguf_file, c.max_caption_tokens, c.add_bos))
 
-    def model(self, rank: int | None = None) -> torch.nn.Module:
-        configure_worker_threads()
-        device = resolve_device(self.config.device, rank)
-        dtype = resolve_dtype(self.config.dtype, device)
-        key = (self.config.model, self.config.revision, self.config.gguf_file, str(device), dtype)
-        return cached(_MODELS, key, lambda: self._load_model(device, dtype))
+    def model_key(self) -> tuple:
+        return (self.config.model, self.config.revision, self.config.gguf_file)
 
-    def _load_model(self, device: torch.device, dtype: torch.dtype) -> torch.nn.Module:
+    def load_model(self, device: torch.device, dtype: torch.dtype) -> torch.nn.Module:
         from transformers import AutoModelForCausalLM
 
         extra = {"gguf_file": self.config.gguf_file} if self.config.gguf_file else {}
@@ -209,13 +192,9 @@ class CaptionPerplexity(Scorer):
         return [{self.score_column: value} for value in ppl]
 
 
-_SCORERS: dict[PerplexityConfig, CaptionPerplexity] = {}
-
-
 def get_perplexity_scorer(**options: Any) -> CaptionPerplexity:
     """The process-wide caption-perplexity scorer for these options (built once per configuration)."""
-    config = PerplexityConfig(**options)
-    return cached(_SCORERS, (config,), lambda: CaptionPerplexity.from_config(config))
+    return CaptionPerplexity.shared_instance(**options)
 
 
 def caption_perplexity(batch: Batch, rank: int | None = None, **options: Any) -> dict[str, list[Any]]:

@@ -23,8 +23,8 @@ from typing import Any
 import torch
 
 from ..inputs import ImagePolicy, clean_caption, load_image
-from ..models.loading import configure_worker_threads, load_or_explain, resolve_device, resolve_dtype
-from .base import Batch, Scorer, cached
+from ..models.loading import load_or_explain
+from .base import Batch, Scorer
 
 DEFAULT_CLIP = "openai/clip-vit-large-patch14"
 
@@ -96,10 +96,6 @@ class _Preprocessing:
         return {"input_ids": input_ids, "attention_mask": mask}
 
 
-_PREPROCESSING: dict[tuple, _Preprocessing] = {}
-_MODELS: dict[tuple, torch.nn.Module] = {}
-
-
 def _features(output: Any) -> torch.Tensor:
     """``get_*_features`` return a tensor in transformers 4 and a pooled output object in 5."""
     return output if isinstance(output, torch.Tensor) else output.pooler_output
@@ -135,31 +131,15 @@ class ClipScorer(Scorer):
     def __init__(self, model: str = DEFAULT_CLIP, **options: Any) -> None:
         super().__init__(ClipConfig(model=str(model), **options))
 
-    @classmethod
-    def from_pretrained(cls, model: str = DEFAULT_CLIP, **options: Any) -> "ClipScorer":
-        """Build a scorer and load its checkpoint now, so a bad id or offline Hub fails here."""
-        scorer = cls(model, **options)
-        scorer.load()
-        return scorer
-
-    # ---- loading ----------------------------------------------------------------------------
-    def load(self, rank: int | None = None) -> torch.nn.Module:
-        self.preprocessing
-        return self.model(rank)
+    # ---- loading (cached per process by the base class) --------------------------------------
+    def load_processors(self) -> _Preprocessing:
+        return self.preprocessing
 
     @property
     def preprocessing(self) -> _Preprocessing:
-        key = (self.config.model, self.config.revision)
-        return cached(_PREPROCESSING, key, lambda: _Preprocessing(self.config))
+        return self.shared(_Preprocessing, (self.config.model, self.config.revision))
 
-    def model(self, rank: int | None = None) -> torch.nn.Module:
-        configure_worker_threads()
-        device = resolve_device(self.config.device, rank)
-        dtype = resolve_dtype(self.config.dtype, device)
-        key = (self.config.model, self.config.revision, str(device), dtype)
-        return cached(_MODELS, key, lambda: self._load_model(device, dtype))
-
-    def _load_model(self, device: torch.device, dtype: torch.dtype) -> torch.nn.Module:
+    def load_model(self, device: torch.device, dtype: torch.dtype) -> torch.nn.Module:
         from transformers import AutoModel
 
         model = load_or_explain(
@@ -203,13 +183,9 @@ class ClipScorer(Scorer):
         return [{"clip_score": score} for score in scores]
 
 
-_SCORERS: dict[ClipConfig, ClipScorer] = {}
-
-
 def get_clip_scorer(**options: Any) -> ClipScorer:
     """The process-wide CLIP scorer for these options (built once per configuration)."""
-    config = ClipConfig(**options)
-    return cached(_SCORERS, (config,), lambda: ClipScorer.from_config(config))
+    return ClipScorer.shared_instance(**options)
 
 
 def clip_scores(batch: Batch, rank: int | None = None, **options: Any) -> dict[str, list[Any]]:

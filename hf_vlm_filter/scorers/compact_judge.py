@@ -30,13 +30,7 @@ import torch
 from datasets import List, Value
 
 from ..inputs import ImagePolicy, RowError, clean_caption, load_image
-from ..models.loading import (
-    configure_worker_threads,
-    is_local,
-    load_or_explain,
-    resolve_device,
-    resolve_dtype,
-)
+from ..models.loading import is_local, load_or_explain
 from ..models.qwen_vl_inputs import PreparedPair, QwenVLPromptBuilder
 from ..models.score_readout import (
     digit_token_ids,
@@ -44,7 +38,7 @@ from ..models.score_readout import (
     parse_generated_score,
     score_distribution,
 )
-from .base import Batch, Scorer, cached
+from .base import Batch, Scorer
 
 DEFAULT_JUDGE = "Dauka-transformers/Compact_VLM_filter"
 #: The seed loads its processor from the base model; used when a judge checkpoint ships none.
@@ -152,10 +146,6 @@ def _ships_processor(source: str, revision: str | None) -> bool:
         return True
 
 
-_PREPROCESSING: dict[tuple, _Preprocessing] = {}
-_MODELS: dict[tuple, torch.nn.Module] = {}
-
-
 class VLMJudge(Scorer):
     """The Compact VLM judge as a batched ``datasets`` map function.
 
@@ -186,32 +176,17 @@ class VLMJudge(Scorer):
     def __init__(self, model: str = DEFAULT_JUDGE, **options: Any) -> None:
         super().__init__(JudgeConfig(model=str(model), **options))
 
-    @classmethod
-    def from_pretrained(cls, model: str = DEFAULT_JUDGE, **options: Any) -> "VLMJudge":
-        """Build a judge and load its checkpoint now, so a bad id or offline Hub fails here."""
-        judge = cls(model, **options)
-        judge.load()
-        return judge
-
-    # ---- loading ----------------------------------------------------------------------------
-    def load(self, rank: int | None = None) -> torch.nn.Module:
-        self.preprocessing
-        return self.model(rank)
+    # ---- loading (cached per process by the base class) --------------------------------------
+    def load_processors(self) -> _Preprocessing:
+        return self.preprocessing
 
     @property
     def preprocessing(self) -> _Preprocessing:
         c = self.config
         key = (c.model, c.revision, c.processor, c.mode, c.min_pixels, c.max_pixels, c.max_caption_tokens)
-        return cached(_PREPROCESSING, key, lambda: _Preprocessing(c))
+        return self.shared(_Preprocessing, key)
 
-    def model(self, rank: int | None = None) -> torch.nn.Module:
-        configure_worker_threads()
-        device = resolve_device(self.config.device, rank)
-        dtype = resolve_dtype(self.config.dtype, device)
-        key = (self.config.model, self.config.revision, str(device), dtype)
-        return cached(_MODELS, key, lambda: self._load_model(device, dtype))
-
-    def _load_model(self, device: torch.device, dtype: torch.dtype) -> torch.nn.Module:
+    def load_model(self, device: torch.device, dtype: torch.dtype) -> torch.nn.Module:
         from transformers import AutoModelForImageTextToText
 
         model = load_or_explain(
@@ -304,13 +279,9 @@ class VLMJudge(Scorer):
         return row
 
 
-_JUDGES: dict[JudgeConfig, VLMJudge] = {}
-
-
 def get_judge(**options: Any) -> VLMJudge:
     """The process-wide judge for these options (built once per configuration)."""
-    config = JudgeConfig(**options)
-    return cached(_JUDGES, (config,), lambda: VLMJudge.from_config(config))
+    return VLMJudge.shared_instance(**options)
 
 
 def judge_scores(batch: Batch, rank: int | None = None, **options: Any) -> dict[str, list[Any]]:

@@ -29,7 +29,7 @@ import torch
 
 from ..inputs import ImagePolicy, RowError, load_image
 from ..models.unifilter import document_input_ids
-from .base import Batch, cached
+from .base import Batch
 from .unifilter_score import DEFAULT_UNIFILTER, UniFilterScorer
 
 #: Images are decoded as they are (no minimum side, no aspect limit) so that the 1-pixel rule sees
@@ -141,12 +141,9 @@ def _outputs(logits: torch.Tensor) -> list[dict[str, Any]]:
     return [{"unifilter_score": s, "unifilter_probs": p} for s, p in zip(expected.cpu().tolist(), probs.cpu().tolist())]
 
 
-_SCORERS: dict[UniFilterDocumentConfig, UniFilterDocumentScorer] = {}
-
-
 def get_unifilter_document_scorer(**options: Any) -> UniFilterDocumentScorer:
-    config = UniFilterDocumentConfig(**options)
-    return cached(_SCORERS, (config,), lambda: UniFilterDocumentScorer.from_config(config))
+    """The process-wide UniFilter document scorer for these options (built once per configuration)."""
+    return UniFilterDocumentScorer.shared_instance(**options)
 
 
 def unifilter_document_scores(batch: Batch, rank: int | None = None, **options: Any) -> dict[str, list[Any]]:

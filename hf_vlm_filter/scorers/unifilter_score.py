@@ -19,7 +19,6 @@ import torch
 from datasets import List, Value
 
 from ..inputs import ImagePolicy, clean_caption, load_image
-from ..models.loading import configure_worker_threads, resolve_device, resolve_dtype
 from ..models.unifilter import (
     UniFilterSpec,
     caption_input_ids,
@@ -27,7 +26,7 @@ from ..models.unifilter import (
     load_unifilter_processors,
     read_spec,
 )
-from .base import Batch, Scorer, cached
+from .base import Batch, Scorer
 
 DEFAULT_UNIFILTER = "weizhiwang/UniFilter-Qwen2.5-1.5B"
 
@@ -68,10 +67,6 @@ class _Preprocessing:
         self.num_labels = self.spec.num_labels
 
 
-_PREPROCESSING: dict[tuple, _Preprocessing] = {}
-_MODELS: dict[tuple, torch.nn.Module] = {}
-
-
 class UniFilterScorer(Scorer):
     """UniFilter quality score of image-caption pairs, batched for ``ds.map(..., batched=True)``.
 
@@ -88,27 +83,16 @@ class UniFilterScorer(Scorer):
     def __init__(self, model: str = DEFAULT_UNIFILTER, **options: Any) -> None:
         super().__init__(UniFilterConfig(model=str(model), **options))
 
-    @classmethod
-    def from_pretrained(cls, model: str = DEFAULT_UNIFILTER, **options: Any) -> "UniFilterScorer":
-        scorer = cls(model, **options)
-        scorer.load()
-        return scorer
-
-    def load(self, rank: int | None = None) -> torch.nn.Module:
-        self.preprocessing
-        return self.model(rank)
+    # ---- loading (cached per process by the base class) --------------------------------------
+    def load_processors(self) -> _Preprocessing:
+        return self.preprocessing
 
     @property
     def preprocessing(self) -> _Preprocessing:
-        key = (self.config.model, self.config.revision)
-        return cached(_PREPROCESSING, key, lambda: _Preprocessing(self.config))
+        return self.shared(_Preprocessing, (self.config.model, self.config.revision))
 
-    def model(self, rank: int | None = None) -> torch.nn.Module:
-        configure_worker_threads()
-        device = resolve_device(self.config.device, rank)
-        dtype = resolve_dtype(self.config.dtype, device)
-        key = (self.config.model, self.config.revision, str(device), dtype)
-        return cached(_MODELS, key, lambda: load_unifilter(self.config.model, dtype, str(device), self.config.revision))
+    def load_model(self, device: torch.device, dtype: torch.dtype) -> torch.nn.Module:
+        return load_unifilter(self.config.model, dtype, str(device), self.config.revision)
 
     def extra_features(self) -> dict[str, Any]:
         labels = self.preprocessing.num_labels
@@ -142,12 +126,9 @@ class UniFilterScorer(Scorer):
                 for s, p in zip(expected.cpu().tolist(), probs.cpu().tolist())]
 
 
-_SCORERS: dict[UniFilterConfig, UniFilterScorer] = {}
-
-
 def get_unifilter_scorer(**options: Any) -> UniFilterScorer:
-    config = UniFilterConfig(**options)
-    return cached(_SCORERS, (config,), lambda: UniFilterScorer.from_config(config))
+    """The process-wide UniFilter scorer for these options (built once per configuration)."""
+    return UniFilterScorer.shared_instance(**options)
 
 
 def unifilter_scores(batch: Batch, rank: int | None = None, **options: Any) -> dict[str, list[Any]]:

@@ -1,0 +1,194 @@
+"""Micro-batching with decode + preprocessing overlapped with the model, inside one ``map`` batch.
+
+A ``ds.map(scorer, batched=True, batch_size=B)`` call hands the scorer ``B`` rows. The scorer cuts
+them into micro-batches of ``micro_batch_size`` rows and, with ``prefetch_workers`` > 0, stages the
+next micro-batches in a background thread pool (``prepare`` each row: decode, resize, patchify,
+tokenise; then the scorer's optional ``collate``: stack, cast, pin) while the calling thread runs
+the model on the current one. PIL decoding and resizing and numpy's array work release the GIL, so
+the threads run in parallel with each other and with the model.
+
+With ``group_by_length`` the rows are first ordered by the scorer's cheap cost hint
+(:meth:`~hf_vlm_filter.scorers.base.Scorer.length_hint`, e.g. the judge's visual-token count read
+from the image header), so each micro-batch holds rows of similar length and needs little padding.
+Results are always written back to their own rows: the output order is the input order.
+
+What changes nothing: the number of workers (the same micro-batches are built either way, so the
+scores are bit-for-bit those of the serial path). What may change the last float bits: the
+micro-batch size and grouping (a row meets different neighbours, hence different padding widths).
+
+Example:
+    >>> judge = VLMJudge("./judge", micro_batch_size=64, prefetch_workers=6)       # doctest: +SKIP
+    >>> scored = ds.map(judge, batched=True, batch_size=1024)                      # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from collections import deque
+from collections.abc import Iterator, Mapping, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from ..inputs import RowError
+
+if TYPE_CHECKING:
+    from .base import Scorer
+
+Batch = Mapping[str, Sequence[Any]]
+
+#: Most background workers chosen automatically on a GPU machine (more rarely pays: the model waits).
+MAX_AUTO_WORKERS = 8
+
+
+def available_cores() -> int:
+    """CPU cores this process may run on."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # pragma: no cover - not on Linux
+        return os.cpu_count() or 1
+
+
+def default_prefetch_workers(device_type: str) -> int:
+    """Workers used when ``prefetch_workers=None``: all cores but one on a GPU machine (at most
+    ``MAX_AUTO_WORKERS``); ``0`` on CPU, where the model's own threads already use every core."""
+    if device_type == "cpu":
+        return 0
+    return max(1, min(MAX_AUTO_WORKERS, available_cores() - 1))
+
+
+@dataclass(frozen=True)
+class PipelineOptions:
+    """How a scorer cuts a ``map`` batch into micro-batches and stages them.
+
+    Args:
+        prefetch_workers: background threads that prepare (and collate) the next micro-batches;
+            ``0`` prepares in the calling thread, one micro-batch after another.
+        micro_batch_size: rows per model call; ``None`` = the whole ``map`` batch in one call.
+        group_by_length: order rows by the scorer's ``length_hint`` before cutting micro-batches.
+    """
+
+    prefetch_workers: int = 0
+    micro_batch_size: int | None = None
+    group_by_length: bool = False
+
+    def __post_init__(self) -> None:
+        if self.prefetch_workers < 0:
+            raise ValueError(f"prefetch_workers must be >= 0, got {self.prefetch_workers}")
+        if self.micro_batch_size is not None and self.micro_batch_size < 1:
+            raise ValueError(f"micro_batch_size must be >= 1 or None, got {self.micro_batch_size}")
+
+    @classmethod
+    def from_config(cls, config: Any, device_type: str = "cpu") -> PipelineOptions:
+        """Options from a scorer config's ``prefetch_workers`` / ``micro_batch_size`` /
+        ``group_by_length`` fields (absent fields: serial, whole batch, no grouping;
+        ``prefetch_workers=None``: :func:`default_prefetch_workers`)."""
+        workers = getattr(config, "prefetch_workers", 0)
+        if workers is None:
+            workers = default_prefetch_workers(device_type)
+        return cls(
+            prefetch_workers=workers,
+            micro_batch_size=getattr(config, "micro_batch_size", None),
+            group_by_length=getattr(config, "group_by_length", False),
+        )
+
+
+class PreparedBatch(list):
+    """The prepared rows of one micro-batch (a ``list``), plus ``collated``: the scorer's
+    ``collate`` result built in the background, or ``None``. Slicing gives a plain list."""
+
+    collated: Any = None
+
+
+def plan_micro_batches(scorer: Scorer, batch: Batch, size: int, options: PipelineOptions) -> list[list[int]]:
+    """Row indices of each micro-batch: input order, or ordered by ``length_hint`` when grouping."""
+    order = list(range(size))
+    step = options.micro_batch_size or max(size, 1)
+    if options.group_by_length and size > step:
+        hints = [scorer.length_hint(batch, index) for index in order]
+        if all(hint is not None for hint in hints):
+            order.sort(key=lambda index: hints[index])  # stable: ties keep input order
+    return [order[start : start + step] for start in range(0, size, step)]
+
+
+def stage_micro_batch(
+    scorer: Scorer, batch: Batch, indices: list[int], rank: int | None
+) -> tuple[list[int], PreparedBatch, dict[int, str]]:
+    """Prepare rows ``indices`` (a :class:`RowError` becomes that row's reason) and collate them.
+
+    Returns the indices that were prepared, their items, and ``{index: reason}`` for the others.
+    A failing ``collate`` is not an error here: ``score_prepared`` then collates (and fails, and
+    isolates the failing rows) itself.
+    """
+    ready: list[int] = []
+    items = PreparedBatch()
+    errors: dict[int, str] = {}
+    for index in indices:
+        try:
+            items.append(scorer.prepare(batch, index))
+            ready.append(index)
+        except RowError as exc:
+            errors[index] = str(exc)
+    if items:
+        try:
+            items.collated = scorer.collate(list(items), rank)
+        except Exception:  # noqa: BLE001 - see the docstring
+            items.collated = None
+    return ready, items, errors
+
+
+_POOLS: dict[tuple[int, int], ThreadPoolExecutor] = {}
+_POOLS_LOCK = threading.Lock()
+
+
+def prefetch_pool(workers: int) -> ThreadPoolExecutor:
+    """The process's pool of ``workers`` threads (a forked ``num_proc`` worker gets its own)."""
+    key = (os.getpid(), workers)
+    with _POOLS_LOCK:
+        if key not in _POOLS:
+            _POOLS[key] = ThreadPoolExecutor(workers, thread_name_prefix="hf-vlm-filter-prefetch")
+        return _POOLS[key]
+
+
+def run_pipeline(
+    scorer: Scorer, batch: Batch, size: int, rank: int | None, errors: list[str]
+) -> Iterator[tuple[list[int], PreparedBatch]]:
+    """Yield ``(row indices, prepared items)`` per micro-batch, staged ahead in the background.
+
+    Rows that ``prepare`` refused get their reason in ``errors`` and are not yielded. While the
+    caller scores one micro-batch, up to ``prefetch_workers + 1`` later ones are being staged.
+    """
+    options = scorer.pipeline_options()
+    groups = plan_micro_batches(scorer, batch, size, options)
+    if options.prefetch_workers == 0 or len(groups) < 2:
+        for indices in groups:
+            ready, items, refused = stage_micro_batch(scorer, batch, indices, rank)
+            _record(errors, refused)
+            if items:
+                yield ready, items
+        return
+    pool = prefetch_pool(options.prefetch_workers)
+    pending: deque[Future] = deque()
+    upcoming = iter(groups)
+    try:
+        for indices in upcoming:
+            pending.append(pool.submit(stage_micro_batch, scorer, batch, indices, rank))
+            if len(pending) > options.prefetch_workers:
+                break
+        while pending:
+            ready, items, refused = pending.popleft().result()
+            following = next(upcoming, None)
+            if following is not None:
+                pending.append(pool.submit(stage_micro_batch, scorer, batch, following, rank))
+            _record(errors, refused)
+            if items:
+                yield ready, items
+    finally:
+        for future in pending:
+            future.cancel()
+
+
+def _record(errors: list[str], refused: dict[int, str]) -> None:
+    for index, reason in refused.items():
+        errors[index] = reason
