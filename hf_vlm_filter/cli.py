@@ -32,7 +32,7 @@ DATA_FILE = "data.parquet"
 SUMMARY_FILE = "summary.txt"
 #: Modules that add subcommands: each has ``register(commands)``, which adds its parsers to the
 #: ``add_subparsers`` object and sets ``handler=callable(args) -> exit code`` as their default.
-COMMAND_MODULES: tuple[str, ...] = ()
+COMMAND_MODULES: tuple[str, ...] = ("hf_vlm_filter.visa.cli",)
 
 
 class UsageError(Exception):

@@ -21,7 +21,7 @@ QWEN_SPECIAL_TOKENS = [
     "<|image_pad|>",
     "<|video_pad|>",
 ]
-KINDS = ("compact_vlm", "clip", "siglip", "causal_lm", "unifilter", "unifilter_classifier")
+KINDS = ("compact_vlm", "clip", "siglip", "causal_lm", "unifilter", "unifilter_classifier", "sam", "grounding_dino")
 
 
 def tiny_qwen_tokenizer():
@@ -57,6 +57,8 @@ def save_tiny_model(out_dir: str | Path, kind: str = "compact_vlm", seed: int = 
     layout (Qwen2 ``config.json`` with ``mm_*`` keys, published weight names, tokenizer, and the SigLIP
     tower's config + preprocessor in the ``mm_vision_tower`` sub-folder), with a regression head
     (``num_labels=1``) or a 4-class head, for :class:`~hf_vlm_filter.scorers.unifilter_score.UniFilterScorer`.
+    ``kind="sam"`` / ``kind="grounding_dino"``: a SamModel / GroundingDinoForObjectDetection with a PIL
+    image processor (and a word-piece BERT tokenizer), for the ViSA agents in :mod:`hf_vlm_filter.visa`.
 
     Example:
         >>> from hf_vlm_filter.testing import save_tiny_model
@@ -70,7 +72,8 @@ def save_tiny_model(out_dir: str | Path, kind: str = "compact_vlm", seed: int = 
     out.mkdir(parents=True, exist_ok=True)
     {"compact_vlm": _save_tiny_qwen2_vl, "clip": _save_tiny_clip, "siglip": _save_tiny_siglip,
      "causal_lm": _save_tiny_gpt2, "unifilter": _save_tiny_unifilter,
-     "unifilter_classifier": lambda path, s: _save_tiny_unifilter(path, s, num_labels=4)}[kind](out, seed)
+     "unifilter_classifier": lambda path, s: _save_tiny_unifilter(path, s, num_labels=4),
+     "sam": _save_tiny_sam, "grounding_dino": _save_tiny_grounding_dino}[kind](out, seed)
     return out
 
 
@@ -255,3 +258,15 @@ def _save_tiny_unifilter(out: Path, seed: int, num_labels: int = 1) -> None:
     vision.save_pretrained(out / tower)
     SiglipImageProcessorPil(size={"height": 42, "width": 42}, image_mean=[0.5] * 3,
                             image_std=[0.5] * 3).save_pretrained(out / tower)
+
+
+def _save_tiny_sam(out: Path, seed: int) -> None:
+    from .visa.tiny_models import save_tiny_sam
+
+    save_tiny_sam(out, seed)
+
+
+def _save_tiny_grounding_dino(out: Path, seed: int) -> None:
+    from .visa.tiny_models import save_tiny_grounding_dino
+
+    save_tiny_grounding_dino(out, seed)

@@ -1,0 +1,132 @@
+"""Multi-turn Qwen-VL token sequences with the answer tokens marked, for teacher-forced scoring.
+
+The conversation is rendered once through the tokenizer's chat template with sentinel strings in
+place of every question and answer; the template text between sentinels is tokenised as is, while
+questions and answers are tokenised on their own with ``split_special_tokens=True`` (text such as
+``<|im_end|>`` in an answer stays ordinary characters). Each token gets a flag saying whether it
+is an answer token: only those are scored. The turn-closing ``<|im_end|>`` belongs to the
+template, not to the answer. With an image, the single ``<|image_pad|>`` placeholder the template
+writes at the start of the first question is expanded to one token per merged patch.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+from PIL import Image
+
+from ..models.qwen_vl_inputs import IMAGE_TOKEN, QWEN_VL_CHAT_TEMPLATE
+from .conversations import Turn
+
+_SENTINEL = "\u2063S{}\u2063"
+
+
+@dataclass
+class ChatTokens:
+    """One conversation as token ids, answer flags and (optionally) the image tensors."""
+
+    input_ids: list[int]
+    answer_mask: list[bool]
+    answer_starts: list[int]  # index in input_ids of each answer's first token
+    pixel_values: torch.Tensor | None = None
+    image_grid_thw: torch.Tensor | None = None
+
+
+class ChatTokenizer:
+    """Builds :class:`ChatTokens` for a Qwen-VL checkpoint's tokenizer and PIL image processor.
+
+    Args:
+        tokenizer: the checkpoint's tokenizer (its chat template is used when present).
+        image_processor: a Qwen-VL image processor (``AutoImageProcessor(..., backend="pil")``).
+        system_prompt: the system message.
+        max_answer_tokens: every answer is truncated to this many tokens.
+    """
+
+    def __init__(self, tokenizer: Any, image_processor: Any, *, system_prompt: str, max_answer_tokens: int) -> None:
+        self.tokenizer = tokenizer
+        self.image_processor = image_processor
+        self.system_prompt = system_prompt
+        self.max_answer_tokens = max_answer_tokens
+        self.image_token_id = tokenizer.convert_tokens_to_ids(IMAGE_TOKEN)
+        self.pad_token_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
+        self.merge_length = int(getattr(image_processor, "merge_size", 2)) ** 2
+
+    def _template(self, n_turns: int, with_image: bool) -> list[str]:
+        messages: list[dict[str, Any]] = [{"role": "system", "content": self.system_prompt}]
+        for turn in range(n_turns):
+            question: list[dict[str, str]] = [{"type": "text", "text": _SENTINEL.format(2 * turn)}]
+            if turn == 0 and with_image:
+                question.insert(0, {"type": "image"})
+            messages.append({"role": "user", "content": question})
+            messages.append({"role": "assistant", "content": [{"type": "text", "text": _SENTINEL.format(2 * turn + 1)}]})
+        template = getattr(self.tokenizer, "chat_template", None) or QWEN_VL_CHAT_TEMPLATE
+        text = self.tokenizer.apply_chat_template(messages, chat_template=template, tokenize=False)
+        pieces = []
+        for slot in range(2 * n_turns):
+            head, text = text.split(_SENTINEL.format(slot), 1)
+            pieces.append(head)
+        return pieces + [text]
+
+    def build(self, turns: list[Turn], image: Image.Image | None) -> ChatTokens:
+        """Token ids and answer flags of ``turns``, with ``image`` in the first question (or none)."""
+        pieces = self._template(len(turns), image is not None)
+        ids: list[int] = []
+        flags: list[bool] = []
+        starts: list[int] = []
+        pixel_values = grid = None
+        for slot, piece in enumerate(pieces):
+            piece_ids = self.tokenizer(piece, add_special_tokens=False)["input_ids"]
+            if slot == 0 and image is not None:
+                vision = self.image_processor(images=[image], return_tensors="pt")
+                pixel_values, grid = vision["pixel_values"], vision["image_grid_thw"]
+                if piece_ids.count(self.image_token_id) != 1:
+                    raise ValueError("the chat template must write one image placeholder before the first question")
+                at = piece_ids.index(self.image_token_id)
+                n_tokens = int(grid[0].prod()) // self.merge_length
+                piece_ids = piece_ids[:at] + [self.image_token_id] * n_tokens + piece_ids[at + 1 :]
+            ids += piece_ids
+            flags += [False] * len(piece_ids)
+            if slot == len(pieces) - 1:
+                break
+            turn = turns[slot // 2]
+            is_answer = slot % 2 == 1
+            text = turn.answer if is_answer else turn.question
+            content = self.tokenizer(text, add_special_tokens=False, split_special_tokens=True)["input_ids"]
+            if is_answer:
+                content = content[: self.max_answer_tokens]
+                starts.append(len(ids))
+            ids += content
+            flags += [is_answer] * len(content)
+        return ChatTokens(ids, flags, starts, pixel_values, grid)
+
+    def collate(self, items: list[ChatTokens]) -> dict[str, torch.Tensor]:
+        """Left-pad conversations into model inputs (image tensors included when the items have them)."""
+        width = max(len(item.input_ids) for item in items)
+        input_ids = torch.full((len(items), width), self.pad_token_id, dtype=torch.long)
+        attention_mask = torch.zeros((len(items), width), dtype=torch.long)
+        for row, item in enumerate(items):
+            input_ids[row, width - len(item.input_ids) :] = torch.tensor(item.input_ids, dtype=torch.long)
+            attention_mask[row, width - len(item.input_ids) :] = 1
+        inputs = {
+            "input_ids": input_ids,
+            "attention_mask": attention_mask,
+            "mm_token_type_ids": (input_ids == self.image_token_id).to(torch.int32),
+        }
+        if items[0].pixel_values is not None:
+            inputs["pixel_values"] = torch.cat([item.pixel_values for item in items])
+            inputs["image_grid_thw"] = torch.cat([item.image_grid_thw for item in items])
+        return inputs
+
+
+def load_qwen_vl_preprocessing(model: str, revision: str | None, min_pixels: int, max_pixels: int) -> tuple[Any, Any]:
+    """The tokenizer and PIL image processor of a Qwen-VL checkpoint (no torchvision needed)."""
+    from transformers import AutoImageProcessor, AutoTokenizer
+
+    from ..models.loading import load_or_explain
+
+    tokenizer = load_or_explain(AutoTokenizer.from_pretrained, model, "VLM tokenizer", revision=revision)
+    image_processor = load_or_explain(AutoImageProcessor.from_pretrained, model, "VLM image processor",
+                                      revision=revision, backend="pil", min_pixels=min_pixels, max_pixels=max_pixels)
+    return tokenizer, image_processor
