@@ -9,7 +9,10 @@ Two passes, because the score needs dataset-wide document frequencies:
    over that tag's tokens); boxes are kept when that probability >= ``box_threshold`` (0.4) and the box
    covers less than ``max_box_area`` (95%) of the image; boxes of one tag overlapping with IoU >
    ``duplicate_iou`` (0.9) count once (greedy, best first). Writes ``oa_tag_counts`` (JSON
-   ``{"tag": count}``), ``oa_objects`` (total kept boxes) and ``oa_objects_error``.
+   ``{"tag": count}``), ``oa_objects`` (total kept boxes) and ``oa_objects_error``. Images are batched
+   only with images of the same processed size (no padding), so counts never depend on the batch.
+   Rather than the processor's ``post_process_grounded_object_detection`` (which labels a box by
+   decoding every token over a text threshold), each box gets exactly one tag of the vocabulary.
 2. **document frequencies**: :func:`oa_document_frequencies` reads the counts column of a
    ``Dataset`` (every row) or of an ``IterableDataset`` (its first ``sample_size`` rows), or you load a
    saved table (:meth:`DocumentFrequencies.load`).
