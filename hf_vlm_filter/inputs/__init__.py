@@ -1,6 +1,7 @@
 """Input normalisation: image cells and captions to model-ready values or a row error."""
 
 from .captions import clean_caption
-from .images import ImagePolicy, RowError, load_image
+from .images import ImagePolicy, RowError, image_size_hint, load_image
+from .pixels import PixelLookup
 
-__all__ = ["ImagePolicy", "RowError", "clean_caption", "load_image"]
+__all__ = ["ImagePolicy", "PixelLookup", "RowError", "clean_caption", "image_size_hint", "load_image"]

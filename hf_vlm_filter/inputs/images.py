@@ -79,6 +79,25 @@ def load_image(cell: Any, policy: ImagePolicy = ImagePolicy()) -> Image.Image:
     return _fit_shape(image, policy)
 
 
+def image_size_hint(cell: Any, policy: ImagePolicy = ImagePolicy()) -> tuple[int, int] | None:
+    """``(width, height)`` of an image cell from its header alone (no pixel decoding), or ``None``.
+
+    Cheap enough to call on every row before decoding (scorers use it to group rows of similar
+    cost). It never raises; the size is the stored one (EXIF rotation and upscaling not applied).
+
+    Example:
+        >>> from PIL import Image
+        >>> image_size_hint(Image.new("RGB", (40, 30))), image_size_hint(None)
+        ((40, 30), None)
+    """
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            return tuple(_open(cell, policy).size)
+    except Exception:  # noqa: BLE001 - a hint: any failure means "unknown"
+        return None
+
+
 def _open(cell: Any, policy: ImagePolicy) -> Image.Image:
     if cell is None:
         raise RowError("missing image")

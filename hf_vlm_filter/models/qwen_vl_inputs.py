@@ -8,15 +8,26 @@ placeholder itself, exactly as the processor does: one ``<|image_pad|>`` per mer
 The caption is tokenised on its own with ``split_special_tokens=True``: text such as
 ``<|im_end|>`` or ``<|image_pad|>`` inside a caption becomes ordinary characters and can never
 change the prompt's structure. The prompt around it is rendered once from the chat template.
+
+Pixels: :class:`QwenVLImagePatches` produces exactly the image processor's ``pixel_values`` and
+``image_grid_thw`` for an RGB image (same PIL resize, then the rescale/normalise table of
+:class:`~hf_vlm_filter.inputs.pixels.PixelLookup` applied in patch order on 8-bit pixels), about
+2x faster per core; it checks itself against the processor when built and is not used when they
+differ. The builder is safe to call from several threads (the tokenizer call is serialised: the
+fast tokenizer toggles ``encode_special_tokens`` on its shared backend at every call).
 """
 
 from __future__ import annotations
 
+import threading
 from dataclasses import dataclass
 from typing import Any
 
+import numpy as np
 import torch
 from PIL import Image
+
+from ..inputs.pixels import PixelLookup
 
 #: Qwen2-VL's chat format, used only when a tokenizer ships no chat template of its own.
 QWEN_VL_CHAT_TEMPLATE = (
@@ -46,6 +57,84 @@ class PreparedPair:
     input_ids: list[int]
     pixel_values: torch.Tensor
     image_grid_thw: torch.Tensor
+
+
+class QwenVLImagePatches:
+    """``image_processor(images=[image])`` for one RGB image, computed faster, with equal output.
+
+    Build it with :meth:`for_processor`, which returns ``None`` when the processor is not a
+    Qwen-VL PIL processor this class reproduces exactly (checked on probe images).
+
+    Example:
+        >>> from transformers.models.qwen2_vl import Qwen2VLImageProcessorPil
+        >>> processor = Qwen2VLImageProcessorPil(min_pixels=56 * 56, max_pixels=224 * 224)
+        >>> patches = QwenVLImagePatches.for_processor(processor)
+        >>> pixel_values, grid = patches(Image.new("RGB", (300, 200), "teal"))
+        >>> grid.tolist(), tuple(pixel_values.shape)
+        ([[1, 12, 18]], (216, 1176))
+    """
+
+    def __init__(self, image_processor: Any, lookup: PixelLookup) -> None:
+        from transformers.models.qwen2_vl.image_processing_pil_qwen2_vl import smart_resize
+
+        self._smart_resize = smart_resize
+        self.lookup = lookup
+        self.patch = int(image_processor.patch_size)
+        self.merge = int(image_processor.merge_size)
+        self.temporal = int(image_processor.temporal_patch_size)
+        self.min_pixels = int(image_processor.size.shortest_edge)
+        self.max_pixels = int(image_processor.size.longest_edge)
+        self.resample = image_processor.resample
+        self.do_resize = bool(image_processor.do_resize)
+
+    @classmethod
+    def for_processor(cls, image_processor: Any) -> QwenVLImagePatches | None:
+        """The fast path for ``image_processor``, or ``None`` when it would not be exact."""
+        try:
+            size = image_processor.size
+            if not (size.shortest_edge and size.longest_edge and image_processor.do_convert_rgb in (True, None)):
+                return None
+            lookup = PixelLookup.from_processor(image_processor)
+            if lookup is None:
+                return None
+            fast = cls(image_processor, lookup)
+        except (AttributeError, TypeError, ValueError, ImportError):
+            return None
+        return fast if fast._matches(image_processor) else None
+
+    def _matches(self, image_processor: Any) -> bool:
+        rng = np.random.default_rng(0)
+        for width, height in ((97, 61), (640, 480), (33, 700)):
+            image = Image.fromarray(rng.integers(0, 256, size=(height, width, 3), dtype=np.uint8), "RGB")
+            reference = image_processor(images=[image], return_tensors="pt")
+            pixel_values, grid = self(image)
+            if not (torch.equal(grid, reference["image_grid_thw"]) and torch.equal(pixel_values, reference["pixel_values"])):
+                return False
+        return True
+
+    def grid(self, height: int, width: int) -> tuple[int, int]:
+        """Patch rows and columns of a ``height`` x ``width`` image after the budget resize."""
+        if self.do_resize:
+            height, width = self._smart_resize(
+                height, width, factor=self.patch * self.merge, min_pixels=self.min_pixels, max_pixels=self.max_pixels
+            )
+        return height // self.patch, width // self.patch
+
+    def __call__(self, image: Image.Image) -> tuple[torch.Tensor, torch.Tensor]:
+        """``(pixel_values, image_grid_thw)`` of an RGB image, as the processor returns them."""
+        if image.mode != "RGB":
+            raise ValueError(f"expected an RGB image, got mode {image.mode}")
+        rows, cols = self.grid(image.height, image.width)
+        if self.do_resize:
+            image = image.resize((cols * self.patch, rows * self.patch), resample=self.resample)
+        p, m, t = self.patch, self.merge, self.temporal
+        values = self.lookup(np.asarray(image), channel_axis=2).reshape(rows // m, m, p, cols // m, m, p, 3)
+        # (row blocks, col blocks, merge row, merge col, channel, patch row, patch col): the processor's order
+        values = values.transpose(0, 3, 1, 4, 6, 2, 5)
+        patches = np.empty(values.shape[:5] + (t,) + values.shape[5:], dtype=np.float32)
+        patches[...] = values[:, :, :, :, :, None]
+        flat = patches.reshape(rows * cols, 3 * t * p * p)
+        return torch.from_numpy(flat), torch.tensor([[1, rows, cols]], dtype=torch.int64)
 
 
 class QwenVLPromptBuilder:
@@ -78,6 +167,8 @@ class QwenVLPromptBuilder:
             raise ValueError(f"the tokenizer has no {IMAGE_TOKEN} token: is this a Qwen-VL checkpoint?")
         self.pad_token_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
         self.merge_length = int(getattr(image_processor, "merge_size", 2)) ** 2
+        self.fast_patches = QwenVLImagePatches.for_processor(image_processor)
+        self._tokenizer_lock = threading.Lock()
         text = self.render(system_prompt, user_prefix + _CAPTION_SLOT)
         head, tail = text.split(_CAPTION_SLOT)
         self.head_ids = self._encode(head)
@@ -100,12 +191,26 @@ class QwenVLPromptBuilder:
         return self.tokenizer(text, add_special_tokens=False)["input_ids"]
 
     def caption_ids(self, caption: str) -> list[int]:
-        ids = self.tokenizer(caption, add_special_tokens=False, split_special_tokens=True)["input_ids"]
+        with self._tokenizer_lock:
+            ids = self.tokenizer(caption, add_special_tokens=False, split_special_tokens=True)["input_ids"]
         return ids[: self.max_caption_tokens]
 
-    def build(self, image: Image.Image, caption: str) -> PreparedPair:
+    def image_tokens(self, height: int, width: int) -> int:
+        """How many ``<|image_pad|>`` tokens a ``height`` x ``width`` image becomes (``-1``: unknown)."""
+        if self.fast_patches is None:
+            return -1
+        rows, cols = self.fast_patches.grid(height, width)
+        return rows * cols // self.merge_length
+
+    def pixels(self, image: Image.Image) -> tuple[torch.Tensor, torch.Tensor]:
+        """``(pixel_values, image_grid_thw)`` of one image: the fast path when exact, else the processor."""
+        if self.fast_patches is not None and image.mode == "RGB":
+            return self.fast_patches(image)
         vision = self.image_processor(images=[image], return_tensors="pt")
-        grid = vision["image_grid_thw"]
+        return vision["pixel_values"], vision["image_grid_thw"]
+
+    def build(self, image: Image.Image, caption: str) -> PreparedPair:
+        pixel_values, grid = self.pixels(image)
         n_tokens = int(grid[0].prod()) // self.merge_length
         slot = self.head_ids.index(self.image_token_id)
         ids = (
@@ -115,7 +220,7 @@ class QwenVLPromptBuilder:
             + self.caption_ids(caption)
             + self.tail_ids
         )
-        return PreparedPair(ids, vision["pixel_values"], grid)
+        return PreparedPair(ids, pixel_values, grid)
 
     def collate(self, items: list[PreparedPair], suffix_ids: list[int] = ()) -> dict[str, torch.Tensor]:
         """Left-pad a list of pairs (plus optional teacher-forced ``suffix_ids``) into model inputs."""

@@ -240,6 +240,9 @@ class Scorer(ABC):
 
     def __call__(self, batch: Batch, rank: int | None = None) -> dict[str, list[Any]]:
         """Score a batch; see the module docstring for the contract."""
+        from ..models.loading import configure_worker_threads
+
+        configure_worker_threads()  # before any torch op: a forked num_proc worker must not use the dead pool
         self.check_columns(batch)
         size = _batch_size(batch)
         results: list[dict[str, Any] | None] = [None] * size

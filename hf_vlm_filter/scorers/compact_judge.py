@@ -18,6 +18,12 @@ A Qwen2-VL fine-tune reads an image-caption pair and answers with a justificatio
 Columns written: ``judge_score`` (float32, NaN when not scored), ``judge_error`` (``""`` or a
 reason), plus ``judge_probs`` (10 floats, fast mode, ``return_probs=True``) and ``judge_output``
 (the generated text, reference mode, ``return_text=True``).
+
+Throughput: each ``map`` batch is scored in micro-batches of ``micro_batch_size`` rows grouped by
+visual-token count (read from the image headers), while ``prefetch_workers`` background threads
+decode and preprocess the next micro-batches and stack them into (on CUDA: pinned) input tensors;
+see :mod:`hf_vlm_filter.scorers.pipeline`. Give ``map`` a ``batch_size`` several times
+``micro_batch_size`` (e.g. 1024 and 64) so there is something to overlap.
 """
 
 from __future__ import annotations
@@ -29,7 +35,7 @@ from typing import Any
 import torch
 from datasets import List, Value
 
-from ..inputs import ImagePolicy, RowError, clean_caption, load_image
+from ..inputs import ImagePolicy, RowError, clean_caption, image_size_hint, load_image
 from ..models.loading import is_local, load_or_explain
 from ..models.qwen_vl_inputs import PreparedPair, QwenVLPromptBuilder
 from ..models.score_readout import (
@@ -39,6 +45,7 @@ from ..models.score_readout import (
     score_distribution,
 )
 from .base import Batch, Scorer
+from .pipeline import PipelineOptions, PreparedBatch
 
 DEFAULT_JUDGE = "Dauka-transformers/Compact_VLM_filter"
 #: The seed loads its processor from the base model; used when a judge checkpoint ships none.
@@ -73,6 +80,12 @@ class JudgeConfig:
         return_probs: fast mode: also write ``judge_probs`` (probabilities of scores 1..10).
         return_text: reference mode: also write ``judge_output`` (the generated text).
         image_root: folder against which relative image paths are resolved.
+        micro_batch_size: rows per model call (``None``: the whole ``map`` batch at once).
+        prefetch_workers: background threads preparing the next micro-batches while the model runs
+            (``0``: none; ``None``: all cores but one when the model is on a GPU, none on CPU).
+        group_by_length: put rows with the same visual-token count in the same micro-batch.
+        attn_implementation: transformers attention kernel (``"sdpa"``, ``"flash_attention_2"``,
+            ``"eager"``); ``None`` = transformers' default (sdpa where available).
     """
 
     model: str = DEFAULT_JUDGE
@@ -90,8 +103,13 @@ class JudgeConfig:
     return_probs: bool = False
     return_text: bool = False
     image_root: str | None = None
+    micro_batch_size: int | None = 64
+    prefetch_workers: int | None = None
+    group_by_length: bool = True
+    attn_implementation: str | None = None
 
     def __post_init__(self) -> None:
+        PipelineOptions(self.prefetch_workers or 0, self.micro_batch_size)  # validates both
         if self.mode not in MODES:
             raise ValueError(f"mode must be one of {MODES}, not {self.mode!r}")
         if not 0 < self.min_pixels <= self.max_pixels:
@@ -189,14 +207,19 @@ class VLMJudge(Scorer):
     def load_model(self, device: torch.device, dtype: torch.dtype) -> torch.nn.Module:
         from transformers import AutoModelForImageTextToText
 
+        extra = {"attn_implementation": self.config.attn_implementation} if self.config.attn_implementation else {}
         model = load_or_explain(
             AutoModelForImageTextToText.from_pretrained,
             self.config.model,
             "judge model",
             revision=self.config.revision,
             dtype=dtype,
+            **extra,
         )
         return model.to(device).eval()
+
+    def model_key(self) -> tuple:
+        return (self.config.model, self.config.revision, self.config.attn_implementation)
 
     # ---- the scorer hooks -------------------------------------------------------------------
     def extra_features(self) -> dict[str, Any]:
@@ -226,21 +249,40 @@ class VLMJudge(Scorer):
         caption = clean_caption(batch[self.config.text_column][index])
         return self.preprocessing.builder.build(image, caption)
 
+    def length_hint(self, batch: Batch, index: int) -> tuple[int, int]:
+        """``(visual tokens, caption characters)`` of a row, from the image header (no decoding)."""
+        size = image_size_hint(batch[self.image_column_in(batch)][index], ImagePolicy(image_root=self.config.image_root))
+        caption = batch[self.config.text_column][index]
+        tokens = self.preprocessing.builder.image_tokens(size[1], size[0]) if size else 0
+        return tokens, len(caption) if isinstance(caption, str) else 0
+
+    def collate(self, items: list[PreparedPair], rank: int | None = None) -> dict[str, torch.Tensor]:
+        """Model inputs of a micro-batch on the CPU: padded ids, pixels in the model's dtype, and
+        page-locked (pinned) memory when the model is on CUDA, so the copy to the GPU is asynchronous."""
+        from ..models.loading import resolve_device, resolve_dtype
+
+        device = resolve_device(self.config.device, rank)
+        suffix = [self.preprocessing.digits[1]] if self.config.mode == "fast" else []
+        inputs = self.preprocessing.builder.collate(items, suffix)
+        inputs["pixel_values"] = inputs["pixel_values"].to(resolve_dtype(self.config.dtype, device))
+        if device.type == "cuda":
+            inputs = {key: value.pin_memory() for key, value in inputs.items()}
+        return inputs
+
     def score_prepared(self, items: list[PreparedPair], rank: int | None = None) -> list[dict[str, Any]]:
         model = self.model(rank)
-        if self.config.mode == "fast":
-            return self._score_fast(model, items)
-        return self._score_reference(model, items)
-
-    def _inputs(self, model: torch.nn.Module, items: list[PreparedPair], suffix: list[int] = ()) -> dict:
-        inputs = self.preprocessing.builder.collate(items, suffix)
+        collated = items.collated if isinstance(items, PreparedBatch) else None
+        inputs = collated if collated is not None else self.collate(items, rank)
+        inputs = {key: value.to(model.device, non_blocking=True) for key, value in inputs.items()}
         inputs["pixel_values"] = inputs["pixel_values"].to(model.dtype)
-        return {k: v.to(model.device, non_blocking=True) for k, v in inputs.items()}
+        if self.config.mode == "fast":
+            return self._score_fast(model, inputs)
+        return self._score_reference(model, inputs)
 
     @torch.inference_mode()
-    def _score_fast(self, model: torch.nn.Module, items: list[PreparedPair]) -> list[dict[str, Any]]:
+    def _score_fast(self, model: torch.nn.Module, inputs: dict[str, torch.Tensor]) -> list[dict[str, Any]]:
         digits = self.preprocessing.digits
-        logits = model(**self._inputs(model, items, [digits[1]]), logits_to_keep=2).logits
+        logits = model(**inputs, logits_to_keep=2).logits
         probs, _mass = score_distribution(logits[:, 0], logits[:, 1], digits)
         scores = expected_score(probs).cpu().tolist()
         probs = probs.cpu().tolist()
@@ -253,9 +295,8 @@ class VLMJudge(Scorer):
         return rows
 
     @torch.inference_mode()
-    def _score_reference(self, model: torch.nn.Module, items: list[PreparedPair]) -> list[dict[str, Any]]:
+    def _score_reference(self, model: torch.nn.Module, inputs: dict[str, torch.Tensor]) -> list[dict[str, Any]]:
         pre = self.preprocessing
-        inputs = self._inputs(model, items)
         generated = model.generate(
             **inputs,
             max_new_tokens=self.config.max_new_tokens,

@@ -121,6 +121,9 @@ def stage_micro_batch(
     A failing ``collate`` is not an error here: ``score_prepared`` then collates (and fails, and
     isolates the failing rows) itself.
     """
+    from ..models.loading import configure_worker_threads
+
+    configure_worker_threads()  # also in pool threads: a forked worker's torch must stay single-threaded
     ready: list[int] = []
     items = PreparedBatch()
     errors: dict[int, str] = {}
