@@ -2,6 +2,6 @@
 
 from .captions import clean_caption
 from .images import ImagePolicy, RowError, image_size_hint, load_image
-from .pixels import PixelLookup
+from .pixels import PixelLookup, ResizeCropPixels
 
-__all__ = ["ImagePolicy", "PixelLookup", "RowError", "clean_caption", "image_size_hint", "load_image"]
+__all__ = ["ImagePolicy", "PixelLookup", "ResizeCropPixels", "RowError", "clean_caption", "image_size_hint", "load_image"]

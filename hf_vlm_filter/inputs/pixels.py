@@ -70,3 +70,90 @@ class PixelLookup:
             index = (slice(None),) * (channel_axis % pixels.ndim) + (channel,)
             np.take(self.table[channel], pixels[index], out=out[index])
         return out
+
+
+class ResizeCropPixels:
+    """``processor(images=[image])["pixel_values"]`` of CLIP/SigLIP-style PIL processors, faster.
+
+    Those processors resize (shortest edge, or a fixed height x width), optionally centre-crop,
+    then rescale and normalise. This class does the same PIL resize and the same crop on the 8-bit
+    pixels, then the :class:`PixelLookup`; :meth:`for_processor` checks it against the processor
+    on probe images and returns ``None`` when it would not be exact (keep the processor then).
+
+    Example:
+        >>> from PIL import Image
+        >>> from transformers import CLIPImageProcessorPil
+        >>> pixels = ResizeCropPixels.for_processor(CLIPImageProcessorPil())
+        >>> tuple(pixels(Image.new("RGB", (640, 480), "teal")).shape)
+        (1, 3, 224, 224)
+    """
+
+    def __init__(self, processor: Any, lookup: PixelLookup) -> None:
+        size = processor.size
+        if getattr(processor, "do_pad", None) or (size.shortest_edge and size.longest_edge):
+            raise ValueError("padding or shortest+longest edge resizing is not reproduced")
+        if not (size.shortest_edge or (size.height and size.width)):
+            raise ValueError(f"unsupported size {size}")
+        self.size = size
+        self.resample = processor.resample
+        self.do_resize = bool(processor.do_resize)
+        crop = getattr(processor, "crop_size", None) if getattr(processor, "do_center_crop", False) else None
+        self.crop = (int(crop.height), int(crop.width)) if crop is not None else None
+        self.lookup = lookup
+
+    @classmethod
+    def for_processor(cls, processor: Any) -> ResizeCropPixels | None:
+        """The fast path for ``processor``, or ``None`` when it would not be exact."""
+        try:
+            lookup = PixelLookup.from_processor(processor)
+            if lookup is None:
+                return None
+            fast = cls(processor, lookup)
+        except (AttributeError, TypeError, ValueError):
+            return None
+        return fast if fast._matches(processor) else None
+
+    def _matches(self, processor: Any) -> bool:
+        import torch
+        from PIL import Image
+
+        rng = np.random.default_rng(0)
+        for width, height in ((97, 61), (640, 480), (13, 300)):
+            image = Image.fromarray(rng.integers(0, 256, size=(height, width, 3), dtype=np.uint8), "RGB")
+            expected = processor(images=[image], return_tensors="pt")["pixel_values"]
+            if not torch.equal(self(image), expected):
+                return False
+        return True
+
+    def output_size(self, height: int, width: int) -> tuple[int, int]:
+        """``(height, width)`` after the processor's resize."""
+        if self.size.height and self.size.width:
+            return int(self.size.height), int(self.size.width)
+        from transformers.image_transforms import get_resize_output_image_size
+        from transformers.image_utils import ChannelDimension
+
+        probe = np.broadcast_to(np.uint8(0), (3, height, width))  # only its shape is read
+        return tuple(
+            get_resize_output_image_size(
+                probe, size=self.size.shortest_edge, default_to_square=False, input_data_format=ChannelDimension.FIRST
+            )
+        )
+
+    def __call__(self, image: Any) -> Any:
+        """A ``(1, 3, H, W)`` float32 tensor, as the processor returns for ``images=[image]``."""
+        import torch
+
+        if image.mode != "RGB":
+            raise ValueError(f"expected an RGB image, got mode {image.mode}")
+        if self.do_resize:
+            height, width = self.output_size(image.height, image.width)
+            image = image.resize((width, height), resample=self.resample)
+        pixels = np.asarray(image)
+        if self.crop is not None:
+            from transformers.image_transforms import center_crop
+            from transformers.image_utils import ChannelDimension
+
+            last = ChannelDimension.LAST
+            pixels = center_crop(pixels, self.crop, data_format=last, input_data_format=last)
+        values = self.lookup(np.ascontiguousarray(pixels), channel_axis=2)
+        return torch.from_numpy(np.ascontiguousarray(values.transpose(2, 0, 1)))[None]
