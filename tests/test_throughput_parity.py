@@ -101,3 +101,18 @@ def test_judge_optimised_path_scores_like_the_unoptimised_path(tiny_judge_path, 
     assert_same_rows(mapped(unoptimised), slow, atol=0)  # exact patches: bit-identical scores
     optimised = mapped(judge.with_options(micro_batch_size=4, prefetch_workers=2, group_by_length=True), batch_size=13)
     assert_same_rows(optimised, slow, atol=1e-5)
+
+
+def test_jpeg_draft_decodes_smaller_and_scores_close(clip_path):
+    from hf_vlm_filter.inputs import ImagePolicy, load_image
+
+    photo = {"bytes": jpeg_bytes(random_image(640, 480, seed=3)), "path": None}
+    assert load_image(photo, ImagePolicy(draft_size=(224, 224))).size == (320, 240)
+    assert load_image(photo, ImagePolicy(draft_size=(300, 300))).size == (640, 480)  # 1/2 would be too small
+    assert load_image(photo).size == (640, 480)
+    scorer = ClipScorer(clip_path, device="cpu", dtype="float32")
+    assert scorer.preprocessing.draft_size == (32, 32)  # the tiny towers' 32-px input
+    exact, drafted = mapped(scorer), mapped(scorer.with_options(jpeg_draft=True))
+    assert list(drafted["clip_error"]) == list(exact["clip_error"])
+    np.testing.assert_allclose(drafted["clip_score"], exact["clip_score"], atol=0.05)
+    assert not np.array_equal(np.asarray(drafted["clip_score"]), np.asarray(exact["clip_score"]))

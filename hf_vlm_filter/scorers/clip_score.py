@@ -53,6 +53,9 @@ class ClipConfig:
         micro_batch_size: rows per model call (``None``: the whole ``map`` batch at once).
         prefetch_workers: background threads decoding the next micro-batches while the model runs
             (``0``: none; ``None``: all cores but one when the model is on a GPU, none on CPU).
+        jpeg_draft: decode JPEGs at a reduced DCT scale that still covers the model's input size
+            (:class:`~hf_vlm_filter.inputs.ImagePolicy` ``draft_size``): 2-4x faster decoding of
+            photos, slightly different pixels and hence scores. Off by default.
     """
 
     model: str = DEFAULT_CLIP
@@ -64,6 +67,7 @@ class ClipConfig:
     image_root: str | None = None
     micro_batch_size: int | None = 256
     prefetch_workers: int | None = None
+    jpeg_draft: bool = False
 
     def __post_init__(self) -> None:
         PipelineOptions(self.prefetch_workers or 0, self.micro_batch_size)  # validates both
@@ -97,6 +101,10 @@ class _Preprocessing:
         self.fixed_length = "siglip" in getattr(model_config, "model_type", "")
         self.pad_id = self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else 0
         self.fast_pixels = ResizeCropPixels.for_processor(self.image_processor)
+        size = getattr(self.image_processor, "size", None)
+        side = max((getattr(size, key, None) or 0) for key in ("shortest_edge", "height", "width")) if size else 0
+        #: Smallest decoded size that still covers the resize target (for ``jpeg_draft``).
+        self.draft_size = (side, side) if side else None
         self._tokenizer_lock = threading.Lock()  # the fast tokenizer's backend is not safe to share
 
     def pixels(self, image: Any) -> dict[str, torch.Tensor]:
@@ -187,9 +195,11 @@ class ClipScorer(Scorer):
             )
 
     def prepare(self, batch: Batch, index: int) -> ClipItem:
-        image = load_image(batch[self.config.image_column][index], ImagePolicy(image_root=self.config.image_root))
-        caption = clean_caption(batch[self.config.text_column][index])
         pre = self.preprocessing
+        draft = pre.draft_size if self.config.jpeg_draft else None
+        policy = ImagePolicy(image_root=self.config.image_root, draft_size=draft)
+        image = load_image(batch[self.config.image_column][index], policy)
+        caption = clean_caption(batch[self.config.text_column][index])
         return ClipItem(pre.pixels(image), pre.caption_ids(caption))
 
     def collate(self, items: list[ClipItem], rank: int | None = None) -> tuple[dict, dict]:
