@@ -2,9 +2,9 @@
 
 A ``ds.map(scorer, batched=True, batch_size=B)`` call hands the scorer ``B`` rows. The scorer cuts
 them into micro-batches of ``micro_batch_size`` rows and, with ``prefetch_workers`` > 0, stages the
-next micro-batches in a background thread pool (``prepare`` each row: decode, resize, patchify,
-tokenise; then the scorer's optional ``collate``: stack, cast, pin) while the calling thread runs
-the model on the current one. PIL decoding and resizing and numpy's array work release the GIL, so
+next micro-batch in a background thread pool (``prepare`` of each row as its own task: decode,
+resize, patchify, tokenise; then one task for the scorer's optional ``collate``: stack, cast, pin)
+while the calling thread runs the model on the current one. PIL decoding and resizing and numpy's array work release the GIL, so
 the threads run in parallel with each other and with the model.
 
 With ``group_by_length`` the rows are first ordered by the scorer's cheap cost hint
@@ -118,8 +118,7 @@ def stage_micro_batch(
     """Prepare rows ``indices`` (a :class:`RowError` becomes that row's reason) and collate them.
 
     Returns the indices that were prepared, their items, and ``{index: reason}`` for the others.
-    A failing ``collate`` is not an error here: ``score_prepared`` then collates (and fails, and
-    isolates the failing rows) itself.
+    A failing ``collate`` is not an error here (see :func:`_collate_into`).
     """
     from ..models.loading import configure_worker_threads
 
@@ -133,11 +132,7 @@ def stage_micro_batch(
             ready.append(index)
         except RowError as exc:
             errors[index] = str(exc)
-    if items:
-        try:
-            items.collated = scorer.collate(list(items), rank)
-        except Exception:  # noqa: BLE001 - see the docstring
-            items.collated = None
+    _collate_into(scorer, items, rank)
     return ready, items, errors
 
 
@@ -159,12 +154,14 @@ def run_pipeline(
 ) -> Iterator[tuple[list[int], PreparedBatch]]:
     """Yield ``(row indices, prepared items)`` per micro-batch, staged ahead in the background.
 
-    Rows that ``prepare`` refused get their reason in ``errors`` and are not yielded. While the
-    caller scores one micro-batch, up to ``prefetch_workers + 1`` later ones are being staged.
+    Rows that ``prepare`` refused get their reason in ``errors`` and are not yielded. With
+    workers, every row is prepared as its own pool task (so even the first micro-batch of a
+    ``map`` batch is ready after ``rows / workers`` preparations), then one task per micro-batch
+    collates; while the caller scores micro-batch ``k``, micro-batch ``k + 1`` is staged.
     """
     options = scorer.pipeline_options()
     groups = plan_micro_batches(scorer, batch, size, options)
-    if options.prefetch_workers == 0 or len(groups) < 2:
+    if options.prefetch_workers == 0:
         for indices in groups:
             ready, items, refused = stage_micro_batch(scorer, batch, indices, rank)
             _record(errors, refused)
@@ -172,24 +169,76 @@ def run_pipeline(
                 yield ready, items
         return
     pool = prefetch_pool(options.prefetch_workers)
+    submitted: list[Future] = []
+
+    def submit(indices: list[int]) -> Future:
+        # Row tasks are queued before their collate task, and the pool is FIFO: when a worker
+        # takes the collate task, every row it waits for is already running or done (no deadlock).
+        rows = [pool.submit(_prepare_row, scorer, batch, index) for index in indices]
+        submitted.extend(rows)
+        return pool.submit(_collate_rows, scorer, indices, rows, rank)
+
     pending: deque[Future] = deque()
     upcoming = iter(groups)
     try:
         for indices in upcoming:
-            pending.append(pool.submit(stage_micro_batch, scorer, batch, indices, rank))
-            if len(pending) > options.prefetch_workers:
+            pending.append(submit(indices))
+            if len(pending) >= STAGED_AHEAD:
                 break
         while pending:
             ready, items, refused = pending.popleft().result()
             following = next(upcoming, None)
             if following is not None:
-                pending.append(pool.submit(stage_micro_batch, scorer, batch, following, rank))
+                pending.append(submit(following))
             _record(errors, refused)
             if items:
                 yield ready, items
     finally:
-        for future in pending:
+        for future in (*pending, *submitted):
             future.cancel()
+
+
+#: Micro-batches staged at once with workers: the one being scored's successor, and one more.
+STAGED_AHEAD = 2
+
+
+def _prepare_row(scorer: Scorer, batch: Batch, index: int) -> tuple[bool, Any]:
+    """``(True, item)`` or ``(False, reason)`` for one row (pool task)."""
+    from ..models.loading import configure_worker_threads
+
+    configure_worker_threads()
+    try:
+        return True, scorer.prepare(batch, index)
+    except RowError as exc:
+        return False, str(exc)
+
+
+def _collate_rows(
+    scorer: Scorer, indices: list[int], rows: list[Future], rank: int | None
+) -> tuple[list[int], PreparedBatch, dict[int, str]]:
+    """Gather a micro-batch's prepared rows and collate them (pool task)."""
+    ready: list[int] = []
+    items = PreparedBatch()
+    errors: dict[int, str] = {}
+    for index, row in zip(indices, rows):
+        ok, value = row.result()
+        if ok:
+            ready.append(index)
+            items.append(value)
+        else:
+            errors[index] = value
+    _collate_into(scorer, items, rank)
+    return ready, items, errors
+
+
+def _collate_into(scorer: Scorer, items: PreparedBatch, rank: int | None) -> None:
+    """Attach ``scorer.collate(items)``; a failing ``collate`` leaves ``None`` (``score_prepared``
+    then collates, fails and isolates the failing rows itself)."""
+    if items:
+        try:
+            items.collated = scorer.collate(list(items), rank)
+        except Exception:  # noqa: BLE001 - see the docstring
+            items.collated = None
 
 
 def _record(errors: list[str], refused: dict[int, str]) -> None:
