@@ -277,3 +277,20 @@ def test_a_failing_row_in_the_model_does_not_sink_the_batch(judge, monkeypatch):
 def test_missing_local_folder_says_so(tmp_path):
     with pytest.raises(CheckpointUnavailableError, match="does not exist"):
         VLMJudge.from_pretrained(str(tmp_path / "no" / "such-judge"), device="cpu")
+
+
+def test_scorers_share_model_and_processors_across_pipeline_options(tiny_judge_path):
+    judge = VLMJudge(tiny_judge_path, device="cpu", dtype="float32")
+    tuned = judge.with_options(micro_batch_size=3, prefetch_workers=1, group_by_length=False)
+    assert tuned.model() is judge.model() and tuned.preprocessing is judge.preprocessing
+    assert judge_scores.__module__ == VLMJudge.__module__
+    assert VLMJudge.shared_instance(model=tiny_judge_path) is VLMJudge.shared_instance(model=tiny_judge_path)
+    eager = judge.with_options(attn_implementation="eager")
+    assert eager.model() is not judge.model()
+
+
+def test_eager_and_sdpa_attention_give_the_same_scores(tiny_judge_path):
+    ds = pairs(6)
+    sdpa = ds.map(VLMJudge(tiny_judge_path, device="cpu", dtype="float32", attn_implementation="sdpa"), batched=True)
+    eager = ds.map(VLMJudge(tiny_judge_path, device="cpu", dtype="float32", attn_implementation="eager"), batched=True)
+    np.testing.assert_allclose(sdpa["judge_score"], eager["judge_score"], atol=1e-5)

@@ -200,3 +200,36 @@ def test_image_size_hint_reads_headers_only(tmp_path):
     assert image_size_hint(b"garbage") is None
     assert image_size_hint(str(tmp_path / "missing.png")) is None
     assert image_size_hint(Image.new("L", (5, 9))) == (5, 9)
+
+
+def test_a_scorer_without_a_model_loads_nothing_and_scores_serially():
+    from dataclasses import dataclass
+
+    from hf_vlm_filter.scorers.base import Scorer
+
+    @dataclass(frozen=True)
+    class LengthConfig:
+        text_column: str = "caption"
+
+    class CaptionLength(Scorer):
+        prefix = "length"
+        config_class = LengthConfig
+
+        def prepare(self, batch, index):
+            caption = batch[self.config.text_column][index]
+            if not caption:
+                from hf_vlm_filter.inputs import RowError
+
+                raise RowError("empty caption")
+            return len(caption)
+
+        def score_prepared(self, items, rank=None):
+            return [{"length_score": float(n)} for n in items]
+
+    scorer = CaptionLength.from_pretrained(LengthConfig())
+    assert scorer.load() is None and scorer.pipeline_options() == PipelineOptions()
+    out = scorer({"caption": ["ab", "", "abcd"]})
+    assert list(out["length_score"][[0, 2]]) == [2.0, 4.0] and math.isnan(out["length_score"][1])
+    assert out["length_error"] == ["", "empty caption", ""]
+    with pytest.raises(NotImplementedError, match="has no model"):
+        scorer.model()
