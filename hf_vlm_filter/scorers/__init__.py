@@ -5,6 +5,7 @@ and one line here.
 """
 
 from .base import Scorer, map_with_scorer
+from .pipeline import PipelineOptions
 from .caption_perplexity import CaptionPerplexity, PerplexityConfig, caption_perplexity
 from .composite import CompositeScorer
 from .clip_score import ClipConfig, ClipScorer, clip_scores
@@ -28,6 +29,7 @@ __all__ = [
     "CompositeScorer",
     "JudgeConfig",
     "PerplexityConfig",
+    "PipelineOptions",
     "Scorer",
     "UniFilterConfig",
     "UniFilterDocumentConfig",
