@@ -233,3 +233,16 @@ def test_a_scorer_without_a_model_loads_nothing_and_scores_serially():
     assert out["length_error"] == ["", "empty caption", ""]
     with pytest.raises(NotImplementedError, match="has no model"):
         scorer.model()
+
+
+def test_streaming_map_with_prefetch_keeps_order_and_schema(tiny_judge_path, serial):
+    judge = VLMJudge(tiny_judge_path, device="cpu", dtype="float32", return_probs=True,
+                     micro_batch_size=3, prefetch_workers=2)
+    ds = hostile_pairs()
+    features = judge.output_features(ds.features)
+    streamed = ds.to_iterable_dataset().map(judge, batched=True, batch_size=8, features=features)
+    rows = list(streamed)
+    assert streamed.features == features
+    assert [row["id"] for row in rows] == list(range(17))
+    assert [row["judge_error"] for row in rows] == list(serial["judge_error"])
+    np.testing.assert_allclose([row["judge_score"] for row in rows], serial["judge_score"], atol=1e-5)
