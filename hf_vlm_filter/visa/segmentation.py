@@ -118,7 +118,8 @@ class SegmentationComplexity(Scorer):
         return model.to(device).eval()
 
     def check_columns(self, batch: Batch) -> None:
-        image_cell(batch, 0, self.config.image_column) if batch else None
+        if self.config.image_column not in batch:
+            image_cell(batch, 0, self.config.image_column)  # raises KeyError with a hint
 
     def prepare(self, batch: Batch, index: int) -> _PreparedImage:
         image = load_image(image_cell(batch, index, self.config.image_column), ImagePolicy(image_root=self.config.image_root))
