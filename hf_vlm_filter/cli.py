@@ -8,19 +8,24 @@ Examples::
 
 ``score`` keeps every row and adds ``judge_score`` / ``judge_error``; ``filter`` keeps rows scoring at
 least ``--threshold`` (and, with ``--keep-errors``, rows that could not be scored). Both write
-``OUT/data.parquet`` and ``OUT/summary.txt`` and print the summary. Exit codes: 0 success, 1 checkpoint
-unavailable, 2 bad arguments or source.
+``OUT/data.parquet`` and ``OUT/summary.txt`` and print the summary. With ``--streaming`` the run is a
+resumable job (:mod:`hf_vlm_filter.jobs.streaming_filter`): Parquet shards under ``OUT/data/``, a
+checkpoint under ``OUT/state/`` (``--resume`` continues a killed job), a dataset card. ``--push-to
+REPO`` publishes the result (each shard as it is finished when streaming). Exit codes: 0 success,
+1 checkpoint unavailable, 2 bad arguments or source, 3 Hub upload failed or job state refused.
 """
 
 from __future__ import annotations
 
 import argparse
 import importlib
+import shlex
 import sys
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, NoReturn
 
+from .jobs.streaming_filter import DEFAULT_MAX_SHARD_BYTES, DEFAULT_SHARD_ROWS, JobStateError
 from .predicates import DEFAULT_THRESHOLD
 from .scorers.compact_judge import DEFAULT_JUDGE, MAX_PIXELS, MIN_PIXELS, MODES
 from .sources import SourceError, load_source
@@ -80,6 +85,14 @@ def build_parser() -> argparse.ArgumentParser:
             sub.add_argument("--threshold-for", action="append", default=[], metavar="COLUMN=VALUE",
                              help="also require COLUMN >= VALUE, e.g. clip_score=0.28 (repeatable)")
             sub.add_argument("--keep-errors", action="store_true", help="also keep rows that could not be scored")
+        sub.add_argument("--push-to", default=None, metavar="REPO",
+                         help="publish the result as Hub dataset REPO with a dataset card (streaming: shard by shard)")
+        sub.add_argument("--shard-rows", type=int, default=DEFAULT_SHARD_ROWS,
+                         help=f"streaming: rows per Parquet shard (default {DEFAULT_SHARD_ROWS})")
+        sub.add_argument("--max-shard-bytes", type=int, default=DEFAULT_MAX_SHARD_BYTES,
+                         help=f"streaming: Arrow bytes per shard at most (default {DEFAULT_MAX_SHARD_BYTES})")
+        sub.add_argument("--resume", action="store_true",
+                         help="streaming: continue the job checkpointed in --out (after a crash or kill)")
     tiny = commands.add_parser("tiny-model", help="write a tiny random judge checkpoint (offline smoke runs)")
     tiny.add_argument("out_dir", type=Path)
     for module in COMMAND_MODULES:
@@ -91,8 +104,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line; returns the exit code (0 ok, 1 checkpoint unavailable, 2 bad input)."""
     from .models.loading import CheckpointUnavailableError
 
+    from .hub.retry import HubUploadError
+
+    argv = list(sys.argv[1:] if argv is None else argv)
     try:
         args = build_parser().parse_args(argv)
+        args.command_line = " ".join([PROG, *(shlex.quote(arg) for arg in argv)])
         if args.command == "tiny-model":
             from .testing import save_tiny_model
 
@@ -103,6 +120,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except CheckpointUnavailableError as exc:
         print(f"{PROG}: {exc}", file=sys.stderr)
         return 1
+    except (HubUploadError, JobStateError) as exc:
+        print(f"{PROG}: error: {exc}", file=sys.stderr)
+        return 3
     except (UsageError, SourceError, FileNotFoundError, KeyError, ValueError) as exc:
         message = exc.args[0] if isinstance(exc, KeyError) and exc.args else exc
         print(f"{PROG}: error: {message}", file=sys.stderr)
@@ -113,6 +133,10 @@ def run(args: argparse.Namespace) -> int:
     """The ``score`` / ``filter`` subcommands: load, score, (filter), write, summarise."""
     if args.batch_size < 1:
         raise UsageError(f"--batch-size must be >= 1, got {args.batch_size}")
+    if args.shard_rows < 1 or args.max_shard_bytes < 1:
+        raise UsageError("--shard-rows and --max-shard-bytes must be >= 1")
+    if args.resume and not args.streaming:
+        raise UsageError("--resume continues a --streaming job; add --streaming")
     if args.out.exists() and not args.out.is_dir():
         raise UsageError(f"--out {str(args.out)!r} exists and is not a folder")
     names = _scorer_names(args)
@@ -134,15 +158,56 @@ def run(args: argparse.Namespace) -> int:
     threshold = thresholds.get(judge.score_column) if thresholds is not None else None
     keep_errors = bool(getattr(args, "keep_errors", False))
     args.out.mkdir(parents=True, exist_ok=True)
+    from .hub.run_record import FilterRun
+
+    record = FilterRun.from_scorer(
+        judge, args.source, source_revision=_source_revision(args.source), split=args.split,
+        thresholds=thresholds, keep_errors=keep_errors, command=args.command_line,
+    )
     if args.streaming:
-        summary = _run_streaming(dataset, judge, args.batch_size, args.out / DATA_FILE, thresholds, keep_errors, args.limit)
-    else:
-        summary = _run_in_memory(dataset, judge, args.batch_size, args.out / DATA_FILE, thresholds, keep_errors)
+        return _run_job(dataset, judge, record, args)
+    summary, scored, kept = _run_in_memory(dataset, judge, args.batch_size, args.out / DATA_FILE, thresholds, keep_errors)
     text = summary.render()
     (args.out / SUMMARY_FILE).write_text(text + "\n", encoding="utf-8")
     print(text)
     print(f"wrote {args.out / DATA_FILE}")
+    if args.push_to:
+        from .hub.push import push_filtered
+
+        record.summary = summary
+        columns = getattr(judge, "score_columns", [judge.score_column])
+        result = push_filtered(kept, args.push_to, record, histogram_scores={c: scored[c] for c in columns})
+        print(f"pushed {len(result.files)} files to {args.push_to} (commit {result.commit_oid})")
     return 0
+
+
+def _run_job(dataset: Any, judge: Any, record: Any, args: argparse.Namespace) -> int:
+    """``--streaming``: the resumable shard-writing job, then its card (and uploads with ``--push-to``)."""
+    from .jobs.streaming_filter import streaming_filter_job
+
+    result = streaming_filter_job(
+        dataset, judge, args.out, record, batch_size=args.batch_size, shard_rows=args.shard_rows,
+        max_shard_bytes=args.max_shard_bytes, push_to=args.push_to, resume=args.resume,
+    )
+    print(result.run.summary.render())
+    print(f"wrote {len(result.shards)} shards ({result.kept} rows) to {args.out / 'data'}")
+    if args.push_to:
+        print(f"pushed to {args.push_to}")
+    return 0
+
+
+def _source_revision(source: str) -> str | None:
+    """The commit of a Hub dataset SOURCE (recorded in the card); ``None`` for local files or offline."""
+    from .hub.cards import is_hub_id
+
+    if not is_hub_id(source):
+        return None
+    try:
+        from huggingface_hub import HfApi
+
+        return HfApi().dataset_info(source).sha
+    except Exception:  # noqa: BLE001 - offline, private...: the card just says "not recorded"
+        return None
 
 
 def _scorer_names(args: argparse.Namespace) -> list[str]:
@@ -229,14 +294,17 @@ def _summary_threshold(judge: Any, thresholds: dict[str, float] | None) -> float
 
 def _run_in_memory(
     dataset: Any, judge: Any, batch_size: int, path: Path, thresholds: dict[str, float] | None, keep_errors: bool
-) -> RunSummary:
-    """Score a ``Dataset`` with ``map``, filter it with ``threshold_filter``, write one Parquet file."""
+) -> tuple[RunSummary, Any, Any]:
+    """Score a ``Dataset`` with ``map``, filter it with ``threshold_filter``, write one Parquet file.
+
+    Returns the summary, the scored rows and the kept rows.
+    """
     from . import map_with_scorer, threshold_filter
 
     scored = map_with_scorer(dataset, judge, batch_size=batch_size)
     summary = RunSummary.from_columns(
         scored[judge.score_column], scored[judge.error_column],
-        threshold=_summary_threshold(judge, thresholds), keep_errors=keep_errors,
+        threshold=_summary_threshold(judge, thresholds), keep_errors=keep_errors, thresholds=thresholds,
     )
     kept = scored
     if thresholds is not None:
@@ -246,56 +314,4 @@ def _run_in_memory(
         )
         summary.kept = len(kept)
     kept.to_parquet(str(path))
-    return summary
-
-
-def _run_streaming(
-    dataset: Any,
-    judge: Any,
-    batch_size: int,
-    path: Path,
-    thresholds: dict[str, float] | None,
-    keep_errors: bool,
-    limit: int | None,
-) -> RunSummary:
-    """Score an ``IterableDataset`` batch by batch, writing each batch's kept rows as it comes.
-
-    The scored stream is read once: each batch feeds the summary, then ``threshold_filter`` (the
-    same predicate ``filter`` uses) picks the rows to write.
-    """
-    import pyarrow as pa
-    import pyarrow.parquet as pq
-    from tqdm.auto import tqdm
-
-    from . import map_with_scorer, threshold_filter
-
-    scored = map_with_scorer(dataset, judge, batch_size=batch_size)
-    summary = RunSummary(threshold=_summary_threshold(judge, thresholds), keep_errors=keep_errors)
-    kept_rows = 0
-    writer: pq.ParquetWriter | None = None
-    schema = scored.features.arrow_schema if scored.features is not None else None
-    try:
-        with tqdm(total=limit, unit="rows", desc="judging") as progress:
-            for table in scored.with_format("arrow").iter(batch_size=batch_size):
-                scores = table.column(judge.score_column).to_pylist()
-                summary.add(scores, table.column(judge.error_column).to_pylist())
-                if thresholds is not None:
-                    columns = {name: table.column(name).to_pylist() for name in thresholds}
-                    mask = threshold_filter(columns, thresholds, keep_errors=keep_errors)
-                    table = table.filter(pa.array(mask, type=pa.bool_()))
-                    kept_rows += table.num_rows
-                if schema is not None:
-                    table = table.cast(schema)
-                if writer is None:
-                    schema = table.schema
-                    writer = pq.ParquetWriter(str(path), schema)
-                writer.write_table(table)
-                progress.update(len(scores))
-    finally:
-        if writer is not None:
-            writer.close()
-    if thresholds is not None:
-        summary.kept = kept_rows
-    if writer is None:  # empty source: still leave a (schema-only, when known) file behind
-        pq.write_table(schema.empty_table() if schema is not None else pa.table({}), str(path))
-    return summary
+    return summary, scored, kept

@@ -29,7 +29,12 @@ def run_cli(*args: str) -> None:
 
 
 def read(out: Path) -> list[dict]:
-    return pq.read_table(out / "data.parquet").to_pylist()
+    """Rows written by a run: ``data.parquet``, or a streaming job's shards under ``data/`` in order."""
+    if (out / "data.parquet").is_file():
+        return pq.read_table(out / "data.parquet").to_pylist()
+    shards = sorted((out / "data").glob("train-r*-*.parquet"))
+    assert shards, f"no output in {out}"
+    return [row for shard in shards for row in pq.read_table(shard).to_pylist()]
 
 
 def check_sample_rows(rows: list[dict], count: int) -> None:
@@ -79,7 +84,7 @@ def test_filter_threshold_zero_keep_errors_keeps_everything(tiny_judge_path, tmp
     out = tmp_path / "all"
     run_cli("filter", str(SAMPLE), "--model", tiny_judge_path, "--out", str(out), "--threshold", "0", "--keep-errors")
     check_sample_rows(read(out), len(SAMPLE_ROWS))
-    assert "kept        14 (100.0%; score >= 0, errors kept)" in (out / "summary.txt").read_text()
+    assert "kept        14 (100.0%; judge_score >= 0, errors kept)" in (out / "summary.txt").read_text()
 
 
 @pytest.mark.parametrize("streaming", [False, True])
@@ -162,3 +167,25 @@ def test_console_script_and_module(tmp_path):
     )
     assert done.returncode == 0, done.stderr
     assert "rows read   14" in done.stdout and (out / "data.parquet").is_file()
+
+
+def test_streaming_job_flags(tiny_judge_path, tmp_path, capsys):
+    out = tmp_path / "job"
+    base = ["filter", str(SAMPLE), "--model", tiny_judge_path, "--out", str(out), "--threshold", "0"]
+    assert main([*base, "--resume"]) == 2
+    assert "--resume continues a --streaming job" in capsys.readouterr().err
+    run_cli(*base, "--streaming", "--shard-rows", "4", "--batch-size", "3")
+    shards = sorted(p.name for p in (out / "data").glob("*.parquet"))
+    assert shards == [f"train-r000-0000{i}.parquet" for i in range(3)]  # 11 scored rows kept: 4 + 4 + 3
+    assert [len(pq.read_table(out / "data" / name)) for name in shards] == [4, 4, 3]
+    assert [r["image_path"] for r in read(out)] == [r["image_path"] for i, r in enumerate(SAMPLE_ROWS) if i not in SAMPLE_ERRORS]
+    card = (out / "README.md").read_text()
+    assert "hf-vlm-filter filter" in card and "--shard-rows 4" in card and (out / "score_histogram.png").is_file()
+    # The folder now holds a finished job: running again without --resume is refused, with --resume it is a no-op.
+    assert main([*base, "--streaming", "--shard-rows", "4", "--batch-size", "3"]) == 3
+    assert "pass resume=True (--resume)" in capsys.readouterr().err
+    run_cli(*base, "--streaming", "--shard-rows", "4", "--batch-size", "3", "--resume")
+    assert sorted(p.name for p in (out / "data").glob("*.parquet")) == shards
+    # Resuming with another configuration is refused.
+    assert main([*base, "--streaming", "--shard-rows", "5", "--batch-size", "3", "--resume"]) == 3
+    assert "the job differs from the saved one in ['shard_rows']" in capsys.readouterr().err

@@ -52,3 +52,29 @@ def test_empty_and_error_kind():
     assert s.kept_fraction == 0.0 and "rows read   0" in s.render()
     assert error_kind("model failed: RuntimeError: boom") == "model failed"
     assert RunSummary.from_columns([None], [""]).errors == {"no score": 1}
+
+
+def test_every_column_threshold_is_rendered_and_kept_mask_decides():
+    thresholds = {"judge_score": 9.0, "clip_score": 0.28}
+    s = RunSummary.from_columns(
+        [9.5, 9.5, NAN], ["", "", "missing image"], thresholds=thresholds, kept_mask=[True, False, False]
+    )
+    assert (s.rows, s.kept) == (3, 1)
+    assert "kept        1 (33.3%; judge_score >= 9, clip_score >= 0.28, errors dropped)" in s.render()
+    try:
+        s.add([1.0], [""], kept_mask=[True, False])
+    except ValueError as exc:
+        assert "kept_mask has 2 values for 1 rows" in str(exc)
+    else:
+        raise AssertionError("a mask of the wrong length must be refused")
+
+
+def test_round_trip_through_dict_and_merge():
+    a = RunSummary.from_columns([9.5, NAN], ["", "empty caption"], threshold=9)
+    b = RunSummary.from_columns([2.0, NAN, NAN], ["", "empty caption", "missing image"], threshold=9)
+    assert RunSummary.from_dict(a.to_dict()) == a
+    merged = a.merge(b)
+    assert (merged.rows, merged.scored, merged.kept) == (5, 2, 1)
+    assert merged.errors == {"empty caption": 2, "missing image": 1}
+    assert merged.histogram == [0, 1, 0, 0, 0, 0, 0, 0, 1]
+    assert (a.rows, b.rows) == (2, 3)  # inputs untouched

@@ -1,0 +1,222 @@
+"""Publish to the Hub: a curated dataset with its card and histogram (:func:`push_filtered`) and a
+fine-tuned judge with its processor and model card (:func:`push_checkpoint`).
+
+Every network call goes through :func:`~hf_vlm_filter.hub.retry.with_hub_retries` (transient HTTP
+5xx are retried with backoff, then one clear :class:`~hf_vlm_filter.hub.retry.HubUploadError`).
+"""
+
+from __future__ import annotations
+
+import math
+import tempfile
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from .cards import HISTOGRAM_FILE, EvalMetric, build_dataset_card, build_model_card
+from .histogram import save_score_histogram
+from .retry import DEFAULT_ATTEMPTS, DEFAULT_BASE_DELAY, with_hub_retries
+from .run_record import FilterRun
+
+README = "README.md"
+WEIGHT_SUFFIXES = (".safetensors", ".bin")
+PROCESSOR_FILES = ("preprocessor_config.json", "processor_config.json", "tokenizer.json", "tokenizer_config.json")
+
+
+@dataclass
+class PushResult:
+    """Where something was pushed: repository, type, the last commit and the files it wrote."""
+
+    repo_id: str
+    repo_type: str
+    commit_oid: str
+    files: list[str] = field(default_factory=list)
+
+
+@dataclass
+class _Retry:
+    attempts: int = DEFAULT_ATTEMPTS
+    base_delay: float = DEFAULT_BASE_DELAY
+
+    def __call__(self, call: Any, what: str) -> Any:
+        return with_hub_retries(call, what, attempts=self.attempts, base_delay=self.base_delay)
+
+
+def push_filtered(
+    dataset: Any,
+    repo_id: str,
+    run: FilterRun,
+    *,
+    token: str | None = None,
+    private: bool | None = None,
+    histogram_scores: Mapping[str, Sequence[float | None]] | None = None,
+    commit_message: str = "Upload filtered dataset (hf_vlm_filter)",
+    license: str | None = None,
+    task_categories: Sequence[str] = ("image-to-text", "text-to-image"),
+    attempts: int = DEFAULT_ATTEMPTS,
+    base_delay: float = DEFAULT_BASE_DELAY,
+) -> PushResult:
+    """Push a curated ``Dataset``, ``DatasetDict`` or ``IterableDataset`` with a dataset card.
+
+    The data goes up with ``datasets``' own ``push_to_hub`` (Parquet shards under ``data/`` and the
+    ``configs`` / ``dataset_info`` metadata); then ``README.md`` (rendered from
+    ``model_card/dataset_card.md`` and filled from ``run``) and ``score_histogram.png`` are committed
+    together. The histogram shows ``histogram_scores`` (column -> scores of every row read, the
+    best picture of the cut) or, by default, the score columns of the pushed rows.
+
+    Example:
+        >>> run = FilterRun.from_scorer(judge, "user/pairs", thresholds={"judge_score": 9}, summary=summary)  # doctest: +SKIP
+        >>> push_filtered(kept, "me/pairs-hq", run)                                                          # doctest: +SKIP
+        PushResult(repo_id='me/pairs-hq', repo_type='dataset', commit_oid='…', files=[…])
+    """
+    from datasets import Dataset, DatasetDict, IterableDataset, IterableDatasetDict
+    from huggingface_hub import CommitOperationAdd, DatasetCard, HfApi
+
+    if not isinstance(dataset, (Dataset, DatasetDict, IterableDataset, IterableDatasetDict)):
+        raise TypeError(f"push_filtered needs a datasets Dataset, DatasetDict or IterableDataset, got {type(dataset).__name__}")
+    retry = _Retry(attempts, base_delay)
+    api = HfApi(token=token)
+    retry(lambda: api.create_repo(repo_id, repo_type="dataset", private=private, exist_ok=True),
+          f"create dataset repo {repo_id}")
+    retry(lambda: dataset.push_to_hub(repo_id, token=token, private=private, commit_message=commit_message),
+          f"push the data of {repo_id}")
+    readme = retry(lambda: api.hf_hub_download(repo_id, README, repo_type="dataset"), f"read back {repo_id}/{README}")
+    pushed_metadata = DatasetCard.load(readme).data.to_dict()
+    columns = [info.score_column for info in run.scorers]
+    scores = dict(histogram_scores) if histogram_scores is not None else _score_columns(dataset, columns)
+    card = build_dataset_card(
+        run, repo_id,
+        num_rows=_num_rows(dataset, pushed_metadata),
+        configs=pushed_metadata.get("configs"),
+        extra_metadata={key: pushed_metadata[key] for key in ("dataset_info",) if key in pushed_metadata},
+        task_categories=task_categories,
+        license=license,
+    )
+    with tempfile.TemporaryDirectory() as tmp:
+        histogram = save_score_histogram(scores, Path(tmp) / HISTOGRAM_FILE, run.thresholds)
+        operations = [
+            CommitOperationAdd(README, str(card).encode("utf-8")),
+            CommitOperationAdd(HISTOGRAM_FILE, histogram.read_bytes()),
+        ]
+        info = retry(
+            lambda: api.create_commit(repo_id, operations, commit_message="Dataset card and score histogram",
+                                      repo_type="dataset"),
+            f"commit the card of {repo_id}",
+        )
+    files = retry(lambda: api.list_repo_files(repo_id, repo_type="dataset"), f"list {repo_id}")
+    return PushResult(repo_id, "dataset", info.oid, sorted(files))
+
+
+def push_checkpoint(
+    model_dir: str | Path,
+    repo_id: str,
+    *,
+    base_model: str | None = None,
+    datasets: Sequence[str] = (),
+    metrics: Sequence[EvalMetric] = (),
+    threshold: float = 9.0,
+    threshold_note: str = "",
+    token: str | None = None,
+    private: bool | None = None,
+    commit_message: str = "Upload judge checkpoint (hf_vlm_filter)",
+    attempts: int = DEFAULT_ATTEMPTS,
+    base_delay: float = DEFAULT_BASE_DELAY,
+) -> PushResult:
+    """Push a fine-tuned judge folder (weights, config, processor) with a model card, in one commit.
+
+    ``model_dir`` must hold ``config.json``, weights (``*.safetensors`` / ``*.bin``) and the
+    processor (``processor.save_pretrained(model_dir)``). ``base_model`` defaults to the judge's
+    base, ``Qwen/Qwen2-VL-2B-Instruct``; ``metrics`` become the card's ``eval_results``.
+
+    Example:
+        >>> push_checkpoint("out/judge", "me/judge", datasets=["me/judge-train"],
+        ...                 metrics=[EvalMetric("accuracy", 0.81, "me/judge-eval")])   # doctest: +SKIP
+    """
+    from huggingface_hub import CommitOperationAdd, HfApi
+
+    from ..scorers.compact_judge import BASE_PROCESSOR
+
+    model_dir = Path(model_dir)
+    files = _checkpoint_files(model_dir)
+    retry = _Retry(attempts, base_delay)
+    card = build_model_card(
+        repo_id, base_model=base_model or BASE_PROCESSOR, datasets=datasets, metrics=metrics,
+        threshold=threshold, threshold_note=threshold_note, **_pixel_budget(model_dir),
+    )
+    api = HfApi(token=token)
+    retry(lambda: api.create_repo(repo_id, repo_type="model", private=private, exist_ok=True),
+          f"create model repo {repo_id}")
+    operations = [CommitOperationAdd(path.relative_to(model_dir).as_posix(), str(path)) for path in files]
+    operations.append(CommitOperationAdd(README, str(card).encode("utf-8")))
+    info = retry(lambda: api.create_commit(repo_id, operations, commit_message=commit_message),
+                 f"commit the checkpoint to {repo_id}")
+    return PushResult(repo_id, "model", info.oid, sorted(op.path_in_repo for op in operations))
+
+
+def _checkpoint_files(model_dir: Path) -> list[Path]:
+    """The files of a checkpoint folder (its own README excluded), checked for a complete judge."""
+    if not model_dir.is_dir():
+        raise FileNotFoundError(f"checkpoint folder {str(model_dir)!r} does not exist")
+    files = sorted(p for p in model_dir.rglob("*") if p.is_file() and p.name != README and ".cache" not in p.parts)
+    names = {p.name for p in files}
+    if "config.json" not in names:
+        raise ValueError(f"{model_dir} has no config.json: save the model with model.save_pretrained({str(model_dir)!r})")
+    if not any(p.suffix in WEIGHT_SUFFIXES for p in files):
+        raise ValueError(f"{model_dir} has no weights (*.safetensors or *.bin)")
+    if not names & set(PROCESSOR_FILES):
+        raise ValueError(
+            f"{model_dir} has no processor files ({', '.join(PROCESSOR_FILES)}): save it with "
+            f"processor.save_pretrained({str(model_dir)!r}) so the judge can be loaded from the Hub alone"
+        )
+    return files
+
+
+def _pixel_budget(model_dir: Path) -> dict[str, int]:
+    """``min_pixels`` / ``max_pixels`` of the saved image processor, when it records them."""
+    import json
+
+    for name in ("preprocessor_config.json", "processor_config.json"):
+        path = model_dir / name
+        if path.is_file():
+            config = json.loads(path.read_text())
+            config = config.get("image_processor", config)
+            size = config.get("size") or {}
+            budget = {
+                "min_pixels": config.get("min_pixels") or size.get("shortest_edge"),
+                "max_pixels": config.get("max_pixels") or size.get("longest_edge"),
+            }
+            return {key: int(value) for key, value in budget.items() if value}
+    return {}
+
+
+def _score_columns(dataset: Any, columns: Sequence[str]) -> dict[str, list[float]]:
+    """Score columns of the pushed rows (every split), read without decoding other columns."""
+    from datasets import DatasetDict, IterableDatasetDict
+
+    parts = list(dataset.values()) if isinstance(dataset, (DatasetDict, IterableDatasetDict)) else [dataset]
+    scores: dict[str, list[float]] = {column: [] for column in columns}
+    for part in parts:
+        present = [c for c in columns if c in (part.column_names or [])]
+        if not present:
+            continue
+        for batch in part.select_columns(present).iter(batch_size=1000):
+            for column in present:
+                scores[column].extend(math.nan if v is None else float(v) for v in batch[column])
+    missing = [column for column, values in scores.items() if not values]
+    if missing and len(missing) == len(columns):
+        raise ValueError(f"the dataset has none of the score columns {list(columns)}; pass histogram_scores=")
+    return {column: values for column, values in scores.items() if values}
+
+
+def _num_rows(dataset: Any, metadata: Mapping[str, Any]) -> int | None:
+    """Rows pushed: from ``datasets``' ``dataset_info`` metadata, else ``len`` when known."""
+    info = metadata.get("dataset_info")
+    infos = info if isinstance(info, list) else [info] if info else []
+    total = sum(split.get("num_examples", 0) for item in infos for split in item.get("splits", []))
+    if total:
+        return total
+    try:
+        return sum(len(part) for part in dataset.values()) if hasattr(dataset, "values") else len(dataset)
+    except TypeError:
+        return None

@@ -1,0 +1,140 @@
+"""The on-disk layout of a streaming filter job and its per-rank resume state, written atomically.
+
+Layout of a job folder (``rank`` and shard ``index`` zero-padded)::
+
+    OUT/data/train-r{rank:03d}-{index:05d}.parquet     kept rows, in stream order, shard by shard
+    OUT/state/rank-{rank:03d}.json                     resume state of one rank (RankState)
+    OUT/state/rank-{rank:03d}-carry-{n:05d}.parquet    kept rows not yet in a shard at checkpoint n
+    OUT/state/rank-{rank:03d}-scores-{n:05d}.parquet   score columns of every row read up to checkpoint n
+    OUT/manifest.json, summary.txt, README.md, score_histogram.png    written by finalize_job
+
+Every file is written to a temporary name and renamed into place, and a rank's state is written
+after the shards and side files it names: whatever instant a process dies at, the state on disk
+describes complete files, and files it does not name (a shard at or beyond ``next_shard``, an
+unlisted carry or scores file) are leftovers that resuming deletes.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+DATA_DIR = "data"
+STATE_DIR = "state"
+MANIFEST = "manifest.json"
+SHARD_PATTERN = re.compile(r"^train-r(\d{3})-(\d{5})\.parquet$")
+
+
+def shard_name(rank: int, index: int) -> str:
+    """Repo-relative path of shard ``index`` of ``rank``: ``data/train-r000-00000.parquet``."""
+    return f"{DATA_DIR}/train-r{rank:03d}-{index:05d}.parquet"
+
+
+def state_path(out_dir: Path, rank: int) -> Path:
+    """Path of the resume state of ``rank``."""
+    return Path(out_dir) / STATE_DIR / f"rank-{rank:03d}.json"
+
+
+def side_file_name(rank: int, kind: str, checkpoint: int) -> str:
+    """Path (relative to the job folder) of a ``carry`` or ``scores`` file of a checkpoint."""
+    return f"{STATE_DIR}/rank-{rank:03d}-{kind}-{checkpoint:05d}.parquet"
+
+
+def atomic_write_bytes(path: Path, data: bytes) -> None:
+    """Write ``data`` to ``path`` through a temporary file, fsync and rename (all or nothing)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    with open(tmp, "wb") as handle:
+        handle.write(data)
+        handle.flush()
+        os.fsync(handle.fileno())
+    os.replace(tmp, path)
+
+
+def atomic_write_table(path: Path, table: Any) -> int:
+    """Write an Arrow table as Parquet to ``path`` atomically; returns the file size in bytes."""
+    import pyarrow.parquet as pq
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    pq.write_table(table, str(tmp))
+    with open(tmp, "rb") as handle:
+        os.fsync(handle.fileno())
+    os.replace(tmp, path)
+    return path.stat().st_size
+
+
+@dataclass
+class ShardRecord:
+    """One finished shard: its repo-relative path, rows and bytes on disk."""
+
+    path: str
+    rows: int
+    bytes: int
+
+
+@dataclass
+class RankState:
+    """Resume state of one rank (see the module docstring).
+
+    ``dataset_state`` is ``IterableDataset.state_dict()`` taken after every row counted in
+    ``summary`` was consumed; ``next_shard`` the index the next shard will get; ``carry_file`` holds
+    kept rows consumed but not yet in a shard; ``score_files`` the score columns of all rows read;
+    ``uploaded`` the shards already on the Hub; ``done`` is set when the stream is exhausted.
+    """
+
+    rank: int
+    world_size: int
+    job: dict[str, Any]
+    next_shard: int = 0
+    checkpoint: int = 0
+    dataset_state: dict[str, Any] | None = None
+    summary: dict[str, Any] | None = None
+    carry_file: str | None = None
+    score_files: list[str] = field(default_factory=list)
+    shards: list[ShardRecord] = field(default_factory=list)
+    uploaded: list[str] = field(default_factory=list)
+    done: bool = False
+
+    def save(self, out_dir: Path) -> None:
+        """Write the state atomically to ``state/rank-NNN.json``."""
+        atomic_write_bytes(state_path(out_dir, self.rank), json.dumps(asdict(self), indent=1).encode())
+
+    @classmethod
+    def load(cls, out_dir: Path, rank: int) -> "RankState | None":
+        """The saved state of ``rank``, or ``None`` when there is none."""
+        path = state_path(out_dir, rank)
+        if not path.is_file():
+            return None
+        data = json.loads(path.read_text())
+        data["shards"] = [ShardRecord(**shard) for shard in data.get("shards", [])]
+        return cls(**data)
+
+    def pending_uploads(self) -> list[str]:
+        """Finished shards not yet uploaded, in order."""
+        done = set(self.uploaded)
+        return [shard.path for shard in self.shards if shard.path not in done]
+
+    def remove_leftovers(self, out_dir: Path) -> list[Path]:
+        """Delete this rank's files that the state does not name (work after the last checkpoint)."""
+        out_dir = Path(out_dir)
+        removed: list[Path] = []
+        for path in sorted((out_dir / DATA_DIR).glob(f"train-r{self.rank:03d}-*.parquet")):
+            match = SHARD_PATTERN.match(path.name)
+            if match and int(match.group(2)) >= self.next_shard:
+                path.unlink()
+                removed.append(path)
+        named = {self.carry_file, *self.score_files}
+        for path in sorted((out_dir / STATE_DIR).glob(f"rank-{self.rank:03d}-*.parquet")):
+            if f"{STATE_DIR}/{path.name}" not in named:
+                path.unlink()
+                removed.append(path)
+        temporary = [*(out_dir / DATA_DIR).glob(f".train-r{self.rank:03d}-*.tmp-*"),
+                     *(out_dir / STATE_DIR).glob(f".rank-{self.rank:03d}*.tmp-*")]
+        for path in temporary:
+            path.unlink(missing_ok=True)
+        return removed
