@@ -75,3 +75,27 @@ def hub(tmp_path) -> Iterator[RunningHub]:
     """A fresh loopback Hub, with this process's clients pointed at it for the test."""
     with serve_hub() as running, point_clients_at(running.url, tmp_path / "hf-home"):
         yield running
+
+
+def write_pairs(path: Path, count: int, broken: dict[int, str] | None = None) -> Path:
+    """A Parquet file of ``count`` image-caption rows (``image`` as encoded bytes, ``caption``, ``id``).
+
+    ``broken`` maps row indices to ``"caption"`` (empty caption) or ``"image"`` (corrupt bytes).
+    """
+    from datasets import Dataset, Features, Image, Value
+
+    from .conftest import jpeg_bytes, random_image
+
+    broken = broken or {}
+    rows = []
+    for index in range(count):
+        image = jpeg_bytes(random_image(32 + index % 5 * 8, 40, seed=index))
+        caption = f"a photo of object number {index} on a table"
+        if broken.get(index) == "image":
+            image = b"\xff\xd8 not a jpeg"
+        if broken.get(index) == "caption":
+            caption = ""
+        rows.append({"id": index, "image": {"bytes": image, "path": None}, "caption": caption})
+    features = Features({"id": Value("int64"), "image": Image(), "caption": Value("string")})
+    Dataset.from_list(rows, features=features).to_parquet(str(path))
+    return path

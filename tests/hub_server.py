@@ -113,6 +113,16 @@ class HubState:
         with self.lock:
             self._faults[kind] = self._faults.get(kind, 0) + count
 
+    def clear_faults(self) -> None:
+        """Cancel every pending injected failure."""
+        with self.lock:
+            self._faults.clear()
+
+    def failures(self, kind_path: str) -> int:
+        """How many requests whose path contains ``kind_path`` were answered with HTTP 5xx."""
+        with self.lock:
+            return sum(1 for _, path, status in self.requests if kind_path in path and status >= 500)
+
     def take_fault(self, kind: str) -> bool:
         with self.lock:
             if self._faults.get(kind, 0) > 0:
@@ -276,14 +286,16 @@ class HubHandler(BaseHTTPRequestHandler):
     def _create_repo(self, payload: dict[str, Any]) -> None:
         repo_type = payload.get("type") or "model"
         repo_id = f"{payload.get('organization') or 'user'}/{payload['name']}"
+        url = f"{self.base_url}/{URL_PREFIXES[repo_type]}{repo_id}"
         with self.state.lock:
-            if self.state.repo(repo_type, repo_id) is not None:
-                raise HttpError(409, "You already created this repo")
+            if self.state.repo(repo_type, repo_id) is not None:  # the Hub still sends the repo's url
+                message = "You already created this repo"
+                return self._json({"error": message, "url": url}, 409, {"X-Error-Message": message})
             repo = Repo(repo_type, repo_id)
             self.state.repos[(repo_type, repo_id)] = repo
             attributes = "".join(f"*{suffix} filter=lfs diff=lfs merge=lfs -text\n" for suffix in LFS_SUFFIXES)
             self.state.new_commit(repo, "initial commit", {".gitattributes": StoredFile(attributes.encode(), False)})
-        self._json({"url": f"{self.base_url}/{URL_PREFIXES[repo_type]}{repo_id}", "name": repo_id})
+        self._json({"url": url, "name": repo_id})
 
     def _validate_yaml(self, payload: dict[str, Any]) -> None:
         content = payload.get("content", "")
