@@ -323,7 +323,9 @@ class HubHandler(BaseHTTPRequestHandler):
             for entry in _as_list(metadata["model-index"]):
                 if not isinstance(entry, dict) or "name" not in entry or "results" not in entry:
                     errors.append('"model-index" entries need name and results')
-        if errors:
+        if errors and "text/plain" in (self.headers.get("Accept") or ""):  # DatasetCard.validate asks for text
+            self._send(400, "\n".join(errors).encode(), content_type="text/plain")
+        elif errors:
             self._json({"errors": [{"message": m} for m in errors]}, status=400)
         else:
             self._json({"warnings": []})

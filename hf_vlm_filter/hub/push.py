@@ -77,6 +77,9 @@ def push_filtered(
         raise TypeError(f"push_filtered needs a datasets Dataset, DatasetDict or IterableDataset, got {type(dataset).__name__}")
     retry = _Retry(attempts, base_delay)
     api = HfApi(token=token)
+    card_options = {"task_categories": task_categories, "license": license}
+    draft = build_dataset_card(run, repo_id, **card_options)  # refused metadata fails before any upload
+    retry(lambda: draft.validate(repo_type="dataset"), f"validate the card metadata of {repo_id}")
     retry(lambda: api.create_repo(repo_id, repo_type="dataset", private=private, exist_ok=True),
           f"create dataset repo {repo_id}")
     retry(lambda: dataset.push_to_hub(repo_id, token=token, private=private, commit_message=commit_message),
@@ -90,8 +93,7 @@ def push_filtered(
         num_rows=_num_rows(dataset, pushed_metadata),
         configs=pushed_metadata.get("configs"),
         extra_metadata={key: pushed_metadata[key] for key in ("dataset_info",) if key in pushed_metadata},
-        task_categories=task_categories,
-        license=license,
+        **card_options,
     )
     with tempfile.TemporaryDirectory() as tmp:
         histogram = save_score_histogram(scores, Path(tmp) / HISTOGRAM_FILE, run.thresholds)

@@ -71,5 +71,7 @@ def with_hub_retries(
     raise AssertionError("unreachable")
 
 
-def _first_line(exc: BaseException) -> str:
-    return (str(exc).strip().splitlines() or [""])[0][:300]
+def _first_line(exc: BaseException, limit: int = 800) -> str:
+    """The error message on one line (a server's list of reasons joined), at most ``limit`` characters."""
+    text = " ".join(line.strip() for line in str(exc).strip().splitlines() if line.strip())
+    return text if len(text) <= limit else text[: limit - 3] + "..."
