@@ -156,3 +156,29 @@ def test_cli_filter_push_to(hub, tiny_judge_path, tmp_path):
     assert card.data.source_datasets is None  # a local file is not a Hub source
     assert record["command"] in card.text
     assert "score_histogram.png" in HfApi().list_repo_files("user/sample-hq", repo_type="dataset")
+
+
+def test_dataset_scripts_push_against_the_server(hub, tiny_judge_path, tmp_path):
+    import os
+    import subprocess
+    import sys
+
+    from ._hub_helpers import hub_env
+
+    root = Path(__file__).resolve().parents[1]
+    env = {**os.environ, **hub_env(hub.url, tmp_path / "hf-home-child")}
+    done = subprocess.run(
+        [sys.executable, "dataset_scripts/push_filtered.py", str(SAMPLE), "user/recipe-hq", "--model", tiny_judge_path,
+         "--threshold", "0"], cwd=root, env=env, capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert "pushed 11 rows to user/recipe-hq" in done.stdout
+    assert len(pushed_rows("user/recipe-hq")) == 11
+    card = DatasetCard.load("user/recipe-hq", repo_type="dataset")
+    assert card.data.to_dict()["hf_vlm_filter"]["recipe"].startswith("python dataset_scripts/push_filtered.py")
+
+    done = subprocess.run(
+        [sys.executable, "dataset_scripts/push_checkpoint.py", tiny_judge_path, "user/recipe-judge",
+         "--dataset", "user/train", "--metric", "accuracy=0.9@user/eval"], cwd=root, env=env, capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr[-2000:]
+    card = ModelCard.load("user/recipe-judge")
+    assert card.data.eval_results[0].metric_value == 0.9 and card.data.datasets == ["user/train"]
