@@ -6,7 +6,6 @@ import math
 import pickle
 
 import numpy as np
-import pyarrow.parquet as pq
 import pytest
 from datasets import Dataset
 from PIL import Image
@@ -100,14 +99,14 @@ def test_top_fraction():
 
 @pytest.mark.parametrize("streaming", [False, True])
 def test_cli_compact_and_clip(tiny_judge_path, tiny_clip_path, tmp_path, streaming):
-    from tests.test_cli import SAMPLE, SAMPLE_ROWS
+    from tests.test_cli import SAMPLE, SAMPLE_ROWS, read
 
     flag = ["--streaming"] if streaming else []
     models = ["--scorer", "compact", "--scorer", "clip",
               "--model-for", f"compact={tiny_judge_path}", "--model-for", f"clip={tiny_clip_path}"]
     scored = tmp_path / "scored"
     assert main(["score", str(SAMPLE), *models, "--out", str(scored), *flag]) == 0
-    rows = pq.read_table(scored / "data.parquet").to_pylist()
+    rows = read(scored)
     assert [r["image_path"] for r in rows] == [r["image_path"] for r in SAMPLE_ROWS]
     good = [r for r in rows if r["judge_error"] == ""]
     assert len(good) == 11 and all(r["clip_error"] == "" and -1 <= r["clip_score"] <= 1 for r in good)
@@ -116,7 +115,7 @@ def test_cli_compact_and_clip(tiny_judge_path, tiny_clip_path, tmp_path, streami
     kept = tmp_path / "kept"
     assert main(["filter", str(SAMPLE), *models, "--threshold", "0", "--threshold-for", f"clip_score={clip_cut}",
                  "--out", str(kept), *flag]) == 0
-    kept_rows = pq.read_table(kept / "data.parquet").to_pylist()
+    kept_rows = read(kept)
     expected = [r["image_path"] for r in good if r["clip_score"] >= clip_cut]
     assert [r["image_path"] for r in kept_rows] == expected and len(expected) >= 6
     assert f"kept        {len(expected)} (" in (kept / "summary.txt").read_text()

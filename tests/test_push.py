@@ -182,3 +182,47 @@ def test_dataset_scripts_push_against_the_server(hub, tiny_judge_path, tmp_path)
     assert done.returncode == 0, done.stderr[-2000:]
     card = ModelCard.load("user/recipe-judge")
     assert card.data.eval_results[0].metric_value == 0.9 and card.data.datasets == ["user/train"]
+
+
+def test_with_hub_retries_backs_off_on_5xx_and_not_on_4xx():
+    import httpx2
+    from huggingface_hub.errors import HfHubHTTPError
+
+    from hf_vlm_filter.hub import with_hub_retries
+
+    def http_error(status: int) -> HfHubHTTPError:
+        response = httpx2.Response(status, request=httpx2.Request("POST", "http://127.0.0.1/api/x"))
+        return HfHubHTTPError(f"{status} from the Hub", response=response)
+
+    outcomes, sleeps = [http_error(503), http_error(500), "ok"], []
+
+    def call():
+        outcome = outcomes.pop(0)
+        if isinstance(outcome, Exception):
+            raise outcome
+        return outcome
+
+    assert with_hub_retries(call, "upload x", attempts=3, base_delay=0.5, sleep=sleeps.append) == "ok"
+    assert sleeps == [0.5, 1.0]
+    outcomes[:] = [http_error(500)] * 3
+    with pytest.raises(HubUploadError, match=r"upload x failed after 2 attempts; last error: HfHubHTTPError: 500"):
+        with_hub_retries(call, "upload x", attempts=2, base_delay=0.5, sleep=sleeps.append)
+    outcomes[:] = [http_error(403)]
+    with pytest.raises(HubUploadError, match=r"^upload x failed: HfHubHTTPError: 403"):
+        with_hub_retries(call, "upload x", attempts=5, sleep=sleeps.append)
+    assert sleeps == [0.5, 1.0, 0.5] and outcomes == []
+
+
+def test_histogram_png_and_missing_matplotlib(tmp_path, monkeypatch):
+    import sys
+
+    from hf_vlm_filter.hub import save_score_histogram
+
+    path = save_score_histogram({"judge_score": [9.5, 3.0, math.nan, 7.0], "clip_score": [0.2, 0.3]},
+                                tmp_path / "h.png", {"judge_score": 9})
+    assert path.read_bytes().startswith(b"\x89PNG\r\n\x1a\n")
+    with pytest.raises(ValueError, match="at least one score column"):
+        save_score_histogram({}, tmp_path / "e.png")
+    monkeypatch.setitem(sys.modules, "matplotlib.figure", None)
+    with pytest.raises(ImportError, match=r"pip install 'hf_vlm_filter\[hub\]'"):
+        save_score_histogram({"judge_score": [1.0]}, tmp_path / "m.png")

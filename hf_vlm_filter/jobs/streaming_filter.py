@@ -3,8 +3,13 @@ upload each finished shard, checkpoint, and end with a dataset card.
 
 One process (or one torchrun rank) runs :func:`run_streaming_filter`; when every rank is done,
 :func:`finalize_job` merges their states into ``manifest.json`` and writes (and pushes) the card.
-:func:`streaming_filter_job` does both for a single process. The folder layout and the atomicity
-rules are in :mod:`hf_vlm_filter.jobs.state`.
+:func:`streaming_filter_job` does both for a single process. Folder layout (details and the
+atomicity rules in :mod:`hf_vlm_filter.jobs.state`)::
+
+    OUT/data/train-r{rank:03d}-{index:05d}.parquet    kept rows; uploaded to the same path in the repo
+    OUT/state/rank-{rank:03d}.json                    RankState: dataset state_dict, next shard, counters, done
+    OUT/state/rank-{rank:03d}-{carry|scores}-{n:05d}.parquet   side files named by that state
+    OUT/manifest.json, summary.txt, README.md, score_histogram.png    finalize_job
 
 How a rank works:
 
