@@ -34,6 +34,7 @@ from .summary import RunSummary
 PROG = "hf-vlm-filter"
 SCORER_NAMES = ("compact", "unifilter", "unifilter-docs", "clip", "ppl")
 DATA_FILE = "data.parquet"
+DEFAULT_BATCH_SIZE = 256  # rows per map batch: several micro-batches, so decoding overlaps the model
 SUMMARY_FILE = "summary.txt"
 #: Modules that add subcommands: each has ``register(commands)``, which adds its parsers to the
 #: ``add_subparsers`` object and sets ``handler=callable(args) -> exit code`` as their default.
@@ -73,7 +74,12 @@ def build_parser() -> argparse.ArgumentParser:
         sub.add_argument("--image-column", default="image", help="image column (default image; image_path is used when absent)")
         sub.add_argument("--text-column", default="caption", help="caption column (default caption)")
         sub.add_argument("--limit", type=int, default=None, help="only the first N rows")
-        sub.add_argument("--batch-size", type=int, default=16, help="rows per judge batch (default 16)")
+        sub.add_argument("--batch-size", type=int, default=DEFAULT_BATCH_SIZE,
+                         help=f"rows per map batch (default {DEFAULT_BATCH_SIZE}); the scorer cuts it into micro-batches")
+        sub.add_argument("--micro-batch-size", type=int, default=None,
+                         help="rows per model forward (default: the scorer's, 64 for compact, 256 for clip)")
+        sub.add_argument("--prefetch-workers", type=int, default=None,
+                         help="threads decoding the next micro-batch while the model runs (default: cores-1 on GPU, 0 on CPU)")
         sub.add_argument("--mode", choices=MODES, default="fast", help="fast (one forward pass) or reference (generate)")
         sub.add_argument("--device", default=None, help="cuda, cuda:1, cpu... (default: CUDA when available)")
         sub.add_argument("--dtype", choices=("bfloat16", "float16", "float32"), default=None)
@@ -133,6 +139,10 @@ def run(args: argparse.Namespace) -> int:
     """The ``score`` / ``filter`` subcommands: load, score, (filter), write, summarise."""
     if args.batch_size < 1:
         raise UsageError(f"--batch-size must be >= 1, got {args.batch_size}")
+    if args.micro_batch_size is not None and args.micro_batch_size < 1:
+        raise UsageError(f"--micro-batch-size must be >= 1, got {args.micro_batch_size}")
+    if args.prefetch_workers is not None and args.prefetch_workers < 0:
+        raise UsageError(f"--prefetch-workers must be >= 0, got {args.prefetch_workers}")
     if args.shard_rows < 1 or args.max_shard_bytes < 1:
         raise UsageError("--shard-rows and --max-shard-bytes must be >= 1")
     if args.resume and not args.streaming:
@@ -154,6 +164,8 @@ def run(args: argparse.Namespace) -> int:
         from .scorers.composite import CompositeScorer
 
         judge = CompositeScorer(scorers)
+    if thresholds is not None:
+        _check_threshold_columns(thresholds, judge)
     judge.load()  # fail now, with the checkpoint's own message, rather than inside map
     threshold = thresholds.get(judge.score_column) if thresholds is not None else None
     keep_errors = bool(getattr(args, "keep_errors", False))
@@ -263,6 +275,18 @@ def _thresholds(args: argparse.Namespace, names: list[str]) -> dict[str, float]:
     return thresholds
 
 
+def _check_threshold_columns(thresholds: dict[str, float], judge: Any) -> None:
+    """Refuse a threshold on a column the selected scorers do not write (before any model loads)."""
+    from datasets import Value
+
+    written = [column for column, feature in judge.output_features().items()
+               if isinstance(feature, Value) and feature.dtype.startswith("float")]
+    unknown = sorted(set(thresholds) - set(written))
+    if unknown:
+        raise UsageError(f"--threshold-for names columns the selected scorers do not write: {unknown}; "
+                         f"they write {written}")
+
+
 def _build_scorer(name: str, model: str | None, args: argparse.Namespace, image_column: str, image_root: Any) -> Any:
     """A scorer of registry ``name`` with the options of ``args`` that its config takes."""
     from . import SCORERS
@@ -272,6 +296,10 @@ def _build_scorer(name: str, model: str | None, args: argparse.Namespace, image_
         "revision": args.revision, "image_column": image_column, "text_column": args.text_column,
         "device": args.device, "dtype": args.dtype, "image_root": image_root,
     }
+    if args.micro_batch_size is not None:
+        options["micro_batch_size"] = args.micro_batch_size
+    if args.prefetch_workers is not None:
+        options["prefetch_workers"] = args.prefetch_workers
     if name == "compact":
         options.update(mode=args.mode, min_pixels=args.min_pixels, max_pixels=args.max_pixels,
                        image_column=args.image_column)

@@ -64,6 +64,18 @@ def test_score_sample_keeps_every_row_in_order(tiny_judge_path, tmp_path, stream
     assert "kept        14 (100.0%; score run, nothing dropped)" in summary
 
 
+def test_micro_batch_and_prefetch_flags_change_no_score(tiny_judge_path, tmp_path):
+    default, tuned = tmp_path / "default", tmp_path / "tuned"
+    run_cli("score", str(SAMPLE), "--model", tiny_judge_path, "--out", str(default))
+    run_cli("score", str(SAMPLE), "--model", tiny_judge_path, "--out", str(tuned),
+            "--batch-size", "6", "--micro-batch-size", "4", "--prefetch-workers", "2")
+    expected, got = read(default), read(tuned)
+    assert [r["judge_error"] for r in got] == [r["judge_error"] for r in expected]
+    for want, row in zip(expected, got):
+        if want["judge_error"] == "":
+            assert row["judge_score"] == pytest.approx(want["judge_score"], abs=1e-5)
+
+
 @pytest.mark.parametrize("streaming", [False, True])
 def test_filter_sample(tiny_judge_path, tmp_path, streaming):
     flag = ["--streaming"] if streaming else []

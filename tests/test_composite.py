@@ -130,3 +130,17 @@ def test_cli_multi_scorer_arguments(tmp_path, capsys):
     assert main(["filter", str(SAMPLE), "--scorer", "clip", "--model", "x", "--out", out]) == 2
     assert "--threshold" in capsys.readouterr().err
     assert main(["score", str(SAMPLE), "--scorer", "clip", "--model-for", "ppl=x", "--out", out]) == 2
+
+
+def test_cli_threshold_on_a_column_no_scorer_writes(tiny_judge_path, tiny_clip_path, tmp_path, capsys):
+    from tests.test_cli import SAMPLE
+
+    models = ["--scorer", "compact", "--scorer", "clip",
+              "--model-for", f"compact={tiny_judge_path}", "--model-for", f"clip={tiny_clip_path}"]
+    out = tmp_path / "o"
+    assert main(["filter", str(SAMPLE), *models, "--threshold-for", "clip_scor=0.2", "--out", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert "do not write: ['clip_scor']" in err and "['judge_score', 'clip_score']" in err
+    assert not (out / "data.parquet").exists()
+    assert main(["score", str(SAMPLE), *models, "--micro-batch-size", "0", "--out", str(out)]) == 2
+    assert "--micro-batch-size must be >= 1" in capsys.readouterr().err
