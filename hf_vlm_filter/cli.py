@@ -1,13 +1,18 @@
-"""The ``hf-vlm-filter`` command line: score or filter a dataset with the judge, write Parquet.
+"""The ``hf-vlm-filter`` command line: score or filter a dataset with one or several scorers, write Parquet.
 
 Examples::
 
     hf-vlm-filter tiny-model out/tiny-judge
     hf-vlm-filter score examples/sample/pairs.json --model out/tiny-judge --out out/scored
     hf-vlm-filter filter some/hub-dataset --streaming --threshold 9 --out out/kept
+    hf-vlm-filter filter some/hub-dataset --scorer compact --scorer clip --threshold 9 \
+        --threshold-for clip_score=0.28 --out out/kept
 
-``score`` keeps every row and adds ``judge_score`` / ``judge_error``; ``filter`` keeps rows scoring at
-least ``--threshold`` (and, with ``--keep-errors``, rows that could not be scored). Both write
+``--scorer compact|unifilter|unifilter-docs|clip|ppl`` (repeatable, default ``compact``) picks the
+scorers; several run in one pass (:class:`~hf_vlm_filter.scorers.composite.CompositeScorer`).
+``score`` keeps every row and adds each scorer's ``<prefix>_score`` / ``<prefix>_error``; ``filter``
+keeps rows whose first scorer's score reaches ``--threshold`` and every ``--threshold-for COLUMN=VALUE``
+(and, with ``--keep-errors``, rows that could not be scored). Both write
 ``OUT/data.parquet`` and ``OUT/summary.txt`` and print the summary. With ``--streaming`` the run is a
 resumable job (:mod:`hf_vlm_filter.jobs.streaming_filter`): Parquet shards under ``OUT/data/``, a
 checkpoint under ``OUT/state/`` (``--resume`` continues a killed job), a dataset card. ``--push-to
