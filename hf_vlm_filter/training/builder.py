@@ -1,0 +1,503 @@
+"""Build a graded judge-training dataset (levels 0-3 and the 1-10 rubric) from real image-text data.
+
+:class:`JudgeDatasetBuilder` is a ``datasets.GeneratorBasedBuilder``: it reads any ``datasets`` source
+(a ``Dataset``, an ``IterableDataset``, a Hub id or a local path opened with
+:func:`~hf_vlm_filter.sources.load_source`, streaming allowed) and writes, for each usable image,
+``examples_per_image`` graded examples made by the offline generators of
+:mod:`~hf_vlm_filter.training.perturb` or by a :class:`~hf_vlm_filter.training.rewrite.RewriteGenerator`.
+
+* **levels** — ``levels`` is four fractions (level 0..3) or four counts. Levels are dealt in order of
+  largest deficit, per split, so every prefix of a split follows the fractions to within one example;
+  counts are filled exactly (when the source is long enough) and the source is read no further.
+  One image gets distinct levels while it can. A level no generator can make for a caption (no detail
+  to change in "a dog") goes to the level next in line.
+* **split by image** — an image's split comes from a hash of ``seed`` and its bytes (or the source id
+  when it has none), so no image is in both splits, whatever the order or batching of the source.
+  Each split is read in its own pass over the source; the generators only run on that split's rows.
+* **determinism** — each example has its own ``random.Random`` seeded from ``(seed, source id, k)``;
+  the captions other generators borrow (``pool``) come from fixed windows of ``pool_size`` source rows.
+* **layouts** — ``"pairs"`` (an image column and a caption column) gives
+  :func:`~hf_vlm_filter.training.levels.graded_caption_features`; ``"documents"`` (OBELICS ``texts`` /
+  ``images`` lists) gives :func:`graded_document_features`, with a document's split from all its images.
+
+Example:
+    >>> from datasets import Dataset
+    >>> from PIL import Image
+    >>> images = [Image.new("RGB", (32, 32), (9 * i, 0, 0)) for i in range(8)]
+    >>> source = Dataset.from_dict({"image": images, "caption": [f"two red cars on road {i}" for i in range(8)]})
+    >>> graded = build_judge_dataset(source, examples_per_image=4, validation_fraction=0.25)  # doctest: +SKIP
+    >>> sorted(graded), graded["train"].features["level"].names[3]                           # doctest: +SKIP
+    (['train', 'validation'], 'accurate')
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import random
+import tempfile
+import uuid
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import datasets
+from datasets import DatasetDict, Features, Image, IterableDataset, List, Value
+
+from ..sources import lazy_images, load_source
+from .levels import LEVEL_NAMES, graded_caption_features, judge_target, score_for_level
+from .perturb import justification, perturb, perturb_document
+
+logger = logging.getLogger(__name__)
+
+LAYOUTS = ("pairs", "documents")
+IMAGE_COLUMNS = ("image", "images", "jpg", "png", "image_path", "img", "file_name")
+TEXT_COLUMNS = ("caption", "text", "txt", "texts", "sentence")
+ID_COLUMNS = ("id", "key", "__key__", "uid", "image_id")
+#: Justification used when a generator gives no transformation-specific one (model rewrites).
+LEVEL_JUSTIFICATIONS = {
+    3: "The caption describes the image accurately.",
+    2: "The caption is partly accurate.",
+    1: "The caption is only loosely related to the image.",
+    0: "The caption does not match the image.",
+}
+
+
+def graded_document_features() -> Features:
+    """Features of a graded interleaved-document dataset: OBELICS ``texts`` / ``images`` plus the grading columns."""
+    grading = graded_caption_features()
+    return Features({
+        "texts": List(Value("string")),
+        "images": List(Image()),
+        **{name: grading[name] for name in ("level", "score", "target", "generator", "source_id")},
+    })
+
+
+@dataclass
+class JudgeDatasetConfig(datasets.BuilderConfig):
+    """Settings of one judge-dataset build (see :func:`build_judge_dataset` for each field)."""
+
+    source: Any = None
+    source_split: str = "train"
+    layout: str = "pairs"
+    image_column: str | None = None
+    text_column: str | None = None
+    id_column: str | None = None
+    levels: tuple[float, ...] = (0.25, 0.25, 0.25, 0.25)
+    examples_per_image: int = 1
+    validation_fraction: float = 0.1
+    seed: int = 0
+    generator: Any = "offline"
+    streaming: bool = False
+    limit: int | None = None
+    pool_size: int = 512
+    justify: bool = False
+    stats: dict = field(default_factory=dict, compare=False, repr=False)
+
+
+class JudgeDatasetBuilder(datasets.GeneratorBasedBuilder):
+    """``GeneratorBasedBuilder`` of graded judge-training examples; configure it with :class:`JudgeDatasetConfig` fields.
+
+    Example:
+        >>> builder = JudgeDatasetBuilder(source=my_dataset, levels=(1, 1, 1, 1), seed=0)  # doctest: +SKIP
+        >>> builder.download_and_prepare(); graded = builder.as_dataset()                   # doctest: +SKIP
+    """
+
+    BUILDER_CONFIG_CLASS = JudgeDatasetConfig
+    VERSION = datasets.Version("1.0.0")
+
+    def _info(self) -> datasets.DatasetInfo:
+        layout = self.config.layout
+        features = graded_document_features() if layout == "documents" else graded_caption_features()
+        return datasets.DatasetInfo(
+            description="Graded image-text examples for judge training (UniFilter levels 0-3, rubric 1-10).",
+            features=features,
+        )
+
+    def _split_generators(self, dl_manager: Any) -> list[datasets.SplitGenerator]:
+        _validate(self.config)
+        splits = [datasets.Split.TRAIN]
+        if self.config.validation_fraction > 0:
+            splits.append(datasets.Split.VALIDATION)
+        return [datasets.SplitGenerator(name=split, gen_kwargs={"split": str(split)}) for split in splits]
+
+    def _generate_examples(self, split: str) -> Iterator[tuple[str, dict[str, Any]]]:
+        yield from _GradedStream(self.config, split)
+
+
+def build_judge_dataset(
+    source: Any,
+    *,
+    levels: Sequence[float] | Mapping[int, float] = (0.25, 0.25, 0.25, 0.25),
+    examples_per_image: int = 1,
+    validation_fraction: float = 0.1,
+    seed: int = 0,
+    generator: Any = "offline",
+    layout: str = "pairs",
+    streaming: bool = False,
+    limit: int | None = None,
+    image_column: str | None = None,
+    text_column: str | None = None,
+    id_column: str | None = None,
+    source_split: str = "train",
+    pool_size: int = 512,
+    justify: bool = False,
+    cache_dir: str | None = None,
+) -> DatasetDict:
+    """Graded judge-training examples from real image-caption pairs (or interleaved documents).
+
+    Args:
+        source: a ``Dataset`` / ``IterableDataset``, or a Hub id / local file or folder (:func:`load_source`).
+        levels: four weights for levels 0..3, as a sequence or a ``{level: value}`` mapping: floats are
+            fractions (normalised), integers are counts (exact totals over both splits; reading stops
+            when they are met).
+        examples_per_image: graded examples per source row (each its own level while levels remain).
+        validation_fraction: share of images (by hash) in the ``validation`` split; 0 gives only ``train``.
+        seed: every random choice (split, transformation, borrowed caption) derives from it.
+        generator: ``"offline"`` or a :class:`~hf_vlm_filter.training.rewrite.RewriteGenerator`.
+        layout: ``"pairs"`` (image + caption columns) or ``"documents"`` (OBELICS ``texts`` / ``images``).
+        streaming: read a path / Hub ``source`` as a stream; ``limit``: read only its first rows.
+        image_column / text_column / id_column: source columns (found by name when ``None``).
+        pool_size: rows per window whose captions feed ``other_caption`` / ``object_swap``.
+        justify: put a short justification before ``score: {N}`` in ``target``.
+        cache_dir: where the Arrow files are written (a fresh temporary folder when ``None``).
+
+    Example:
+        >>> graded = build_judge_dataset("examples/sample/pairs.json", examples_per_image=4)  # doctest: +SKIP
+        >>> graded["train"][0]["target"]                                                      # doctest: +SKIP
+        'score: {7}'
+    """
+    config = {
+        "source": source, "levels": _level_targets(levels), "examples_per_image": examples_per_image,
+        "validation_fraction": validation_fraction, "seed": seed, "generator": generator, "layout": layout,
+        "streaming": streaming, "limit": limit, "image_column": image_column, "text_column": text_column,
+        "id_column": id_column, "source_split": source_split, "pool_size": pool_size, "justify": justify,
+    }
+    _validate(JudgeDatasetConfig(**config))
+    cache_dir = cache_dir or tempfile.mkdtemp(prefix="judge-dataset-")
+    builder = JudgeDatasetBuilder(
+        cache_dir=cache_dir, dataset_name="judge_dataset", config_id=f"default-{uuid.uuid4().hex[:16]}", **config
+    )
+    builder.download_and_prepare(download_mode="force_redownload")
+    graded = builder.as_dataset()
+    for split, dataset in graded.items():
+        counts = [0] * len(LEVEL_NAMES)
+        for level in dataset["level"]:
+            counts[level] += 1
+        logger.info("%s: %d examples, per level %s", split, len(dataset), dict(zip(LEVEL_NAMES, counts)))
+    return graded
+
+
+# ---------------------------------------------------------------------------------------------------
+# internals
+
+
+@dataclass
+class _Row:
+    source_id: str
+    split_key: str
+    caption: str | None = None  # pairs
+    image: dict | None = None
+    texts: list | None = None  # documents
+    images: list | None = None
+
+
+class _LevelDealer:
+    """Deals levels by largest deficit against fractions (or remaining counts); one per split pass."""
+
+    def __init__(self, targets: tuple[float, ...], quota: list[int] | None) -> None:
+        self.fractions = [t / sum(targets) for t in targets]
+        self.quota = quota
+        self.counts = [0] * len(targets)
+
+    def done(self) -> bool:
+        return self.quota is not None and all(c >= q for c, q in zip(self.counts, self.quota))
+
+    def order(self, exclude: set[int]) -> list[int]:
+        """Levels in the order they should be tried next (largest deficit first, then higher level)."""
+        n = sum(self.counts) + 1
+        open_levels = [
+            level for level in range(len(self.counts))
+            if self.fractions[level] > 0 and (self.quota is None or self.counts[level] < self.quota[level])
+        ]
+        preferred = [level for level in open_levels if level not in exclude] or open_levels
+        return sorted(preferred, key=lambda level: (self.counts[level] - self.fractions[level] * n, -level))
+
+    def take(self, level: int) -> None:
+        self.counts[level] += 1
+
+
+class _GradedStream:
+    """One split's examples: read the source in windows, deal levels, run the generator, yield rows."""
+
+    def __init__(self, config: JudgeDatasetConfig, split: str) -> None:
+        self.config = config
+        self.split = split
+        self.dealer = _LevelDealer(config.levels, _split_quota(config, split))
+        self.use_model = not isinstance(config.generator, str)
+
+    def __iter__(self) -> Iterator[tuple[str, dict[str, Any]]]:
+        for window in _windows(_rows(self.config), self.config.pool_size):
+            if self.dealer.done():
+                return
+            yield from self._grade_window(window)
+
+    def _grade_window(self, window: list[_Row]) -> Iterator[tuple[str, dict[str, Any]]]:
+        planned = []  # (row, k, rng, level order, pool)
+        for index, row in enumerate(window):
+            if _split_of(row.split_key, self.config) != self.split:
+                continue
+            used: set[int] = set()
+            for k in range(self.config.examples_per_image):
+                order = self.dealer.order(used)
+                if not order:
+                    break
+                rng = random.Random(_digest(self.config.seed, row.source_id, k))
+                pool = _pool(window, index, rng)
+                planned.append((row, k, rng, order, pool))
+                used.add(order[0])
+                self.dealer.take(order[0])  # provisional; corrected below if the level cannot be made
+        rewrites = self._model_rewrites(planned)
+        for (row, k, rng, order, pool), rewritten in zip(planned, rewrites):
+            example = self._make(row, rng, order, pool, rewritten)
+            if example is None:
+                logger.debug("no generator applies to %s at any open level", row.source_id)
+                continue
+            yield f"{row.source_id}/{k}", example
+
+    def _model_rewrites(self, planned: list) -> list[str | None]:
+        if not self.use_model or self.config.layout != "pairs":
+            return [None] * len(planned)
+        generator = self.config.generator
+        wanted = [i for i, plan in enumerate(planned) if plan[3][0] in generator.config.levels]
+        texts = generator.rewrite([planned[i][0].caption for i in wanted], [planned[i][3][0] for i in wanted])
+        out: list[str | None] = [None] * len(planned)
+        for i, text in zip(wanted, texts):
+            out[i] = text
+        return out
+
+    def _make(self, row: _Row, rng: random.Random, order: list[int], pool: list, rewritten: str | None) -> dict | None:
+        first = order[0]
+        if rewritten is not None and (first == 3 or not _same(rewritten, row.caption)):
+            return self._example(row, first, {"text": rewritten}, self.config.generator.name, "")
+        for level in order:
+            if level != first:
+                if self.dealer.quota is not None and self.dealer.counts[level] >= self.dealer.quota[level]:
+                    continue
+            made = self._offline(row, level, rng, pool)
+            if made is None:
+                continue
+            content, record = made
+            if level != first:
+                self.dealer.counts[first] -= 1
+                self.dealer.take(level)
+            return self._example(row, level, content, f"offline:{record}", justification(record))
+        self.dealer.counts[first] -= 1
+        return None
+
+    def _offline(self, row: _Row, level: int, rng: random.Random, pool: list) -> tuple[dict, str] | None:
+        if self.config.layout == "documents":
+            made = perturb_document(row.texts, level, rng, pool)
+            return None if made is None else ({"texts": made[0]}, made[1])
+        made = perturb(row.caption, level, rng, pool)
+        return None if made is None else ({"text": made.text}, made.record)
+
+    def _example(self, row: _Row, level: int, content: dict, generator: str, reason: str) -> dict:
+        reason = (reason or LEVEL_JUSTIFICATIONS[level]) if self.config.justify else ""
+        media = {"images": row.images} if self.config.layout == "documents" else {"image": row.image}
+        return {
+            **media, **content, "level": level, "score": score_for_level(level),
+            "target": judge_target(level, reason), "generator": generator, "source_id": row.source_id,
+        }
+
+
+def _validate(config: JudgeDatasetConfig) -> None:
+    if config.source is None:
+        raise ValueError("source is required: a Dataset, an IterableDataset, a Hub id or a local path")
+    if config.layout not in LAYOUTS:
+        raise ValueError(f"layout must be one of {LAYOUTS}, got {config.layout!r}")
+    if not 0 <= config.validation_fraction < 1:
+        raise ValueError(f"validation_fraction must be in [0, 1), got {config.validation_fraction!r}")
+    if not isinstance(config.examples_per_image, int) or config.examples_per_image < 1:
+        raise ValueError(f"examples_per_image must be a positive integer, got {config.examples_per_image!r}")
+    if config.pool_size < 2:
+        raise ValueError(f"pool_size must be at least 2, got {config.pool_size!r}")
+    _level_targets(config.levels)
+    generator = config.generator
+    if isinstance(generator, str):
+        if generator != "offline":
+            raise ValueError(f"generator must be 'offline' or a RewriteGenerator, got {generator!r}")
+    elif not (hasattr(generator, "rewrite") and hasattr(generator, "name")):
+        raise TypeError(f"generator must be 'offline' or a RewriteGenerator, got {type(generator).__name__}")
+    elif config.layout == "documents":
+        raise ValueError("the model generator rewrites captions only; use generator='offline' for documents")
+
+
+def _level_targets(levels: Sequence[float] | Mapping[int, float]) -> tuple[float, ...]:
+    """Four non-negative level weights (fractions, or integer counts), checked."""
+    if isinstance(levels, Mapping):
+        unknown = set(levels) - set(range(len(LEVEL_NAMES)))
+        if unknown:
+            raise ValueError(f"levels has unknown levels {sorted(unknown)}; levels are 0, 1, 2, 3")
+        levels = [levels.get(level, 0) for level in range(len(LEVEL_NAMES))]
+    values = tuple(levels)
+    if len(values) != len(LEVEL_NAMES):
+        raise ValueError(f"levels needs one value per level 0..3, got {len(values)}: {values!r}")
+    if any(not isinstance(v, (int, float)) or isinstance(v, bool) or v < 0 for v in values) or sum(values) <= 0:
+        raise ValueError(f"levels must be non-negative numbers with a positive sum, got {values!r}")
+    return values
+
+
+def _split_quota(config: JudgeDatasetConfig, split: str) -> list[int] | None:
+    """This split's examples per level when ``levels`` are integer counts; ``None`` for fractions.
+
+    Each level's count is shared between the splits as ``validation_fraction`` says (rounded).
+    """
+    if not all(isinstance(v, int) for v in config.levels):
+        return None
+    validation = [round(count * config.validation_fraction) for count in config.levels]
+    if split == "validation":
+        return validation
+    return [count - v for count, v in zip(config.levels, validation)]
+
+
+def _split_of(split_key: str, config: JudgeDatasetConfig) -> str:
+    bucket = int(_digest(config.seed, "split", split_key) % 1_000_000) / 1_000_000
+    return "validation" if bucket < config.validation_fraction else "train"
+
+
+def _digest(*parts: Any) -> int:
+    return int.from_bytes(hashlib.sha256("\x1f".join(map(str, parts)).encode()).digest()[:8], "big")
+
+
+def _same(text: str, caption: str | None) -> bool:
+    return " ".join(text.lower().split()) == " ".join((caption or "").lower().split())
+
+
+def _pool(window: list[_Row], index: int, rng: random.Random, size: int = 32) -> list:
+    """Up to ``size`` captions (or document texts) of other images of the window, drawn with ``rng``."""
+    own = window[index].split_key
+    candidates = [i for i in range(len(window)) if i != index]
+    picks = rng.sample(candidates, min(len(candidates), 2 * size))
+    texts = [window[i].texts if window[i].texts is not None else window[i].caption
+             for i in picks if window[i].split_key != own]
+    return texts[:size]
+
+
+def _windows(rows: Iterator[_Row], size: int) -> Iterator[list[_Row]]:
+    window: list[_Row] = []
+    for row in rows:
+        window.append(row)
+        if len(window) == size:
+            yield window
+            window = []
+    if window:
+        yield window
+
+
+def _open_source(config: JudgeDatasetConfig) -> tuple[Any, str | None]:
+    source = config.source
+    if isinstance(source, (str, Path)):
+        return load_source(str(source), split=config.source_split, streaming=config.streaming, limit=config.limit)
+    if isinstance(source, (datasets.Dataset, IterableDataset)):
+        source = lazy_images(source)
+        if config.limit is not None:
+            source = source.take(config.limit)
+        return source, None
+    if isinstance(source, DatasetDict):
+        raise TypeError(f"source is a DatasetDict; pass one split, e.g. source[{config.source_split!r}]")
+    raise TypeError(f"source must be a Dataset, an IterableDataset or a path / Hub id, got {type(source).__name__}")
+
+
+def _rows(config: JudgeDatasetConfig) -> Iterator[_Row]:
+    """The source's usable rows (rows without an image or a caption are skipped, with a log line)."""
+    dataset, image_root = _open_source(config)
+    columns = list(dataset.column_names or (dataset.features or {}).keys() or [])
+    if not columns:  # a streaming source without a schema: peek at the first row
+        columns = list(next(iter(dataset), {}).keys())
+    documents = config.layout == "documents"
+    image_column = config.image_column or _find(columns, ("images",) if documents else IMAGE_COLUMNS, "image")
+    text_column = config.text_column or _find(columns, ("texts",) if documents else TEXT_COLUMNS, "text")
+    id_column = config.id_column or next((c for c in ID_COLUMNS if c in columns), None)
+    for name in (image_column, text_column, id_column):
+        if name is not None and name not in columns:
+            raise ValueError(f"column {name!r} is not in the source; its columns are {columns}")
+    skipped = 0
+    for index, record in enumerate(dataset):
+        source_id = str(record[id_column]) if id_column else str(index)
+        if documents:
+            row = _document_row(record[text_column], record[image_column], source_id, image_root)
+        else:
+            row = _pair_row(record[text_column], record[image_column], source_id, image_root)
+        if row is None:
+            skipped += 1
+            continue
+        yield row
+    if skipped:
+        logger.warning("skipped %d source rows without a usable image or text", skipped)
+
+
+def _find(columns: list[str], candidates: Sequence[str], what: str) -> str:
+    for name in candidates:
+        if name in columns:
+            return name
+    raise ValueError(f"no {what} column found among {columns}; name it with {what}_column=")
+
+
+def _pair_row(caption: Any, cell: Any, source_id: str, image_root: str | None) -> _Row | None:
+    image = _image_cell(cell, image_root)
+    if image is None or not isinstance(caption, str) or not caption.strip():
+        return None
+    return _Row(source_id, _image_key(image, source_id), caption=caption.strip(), image=image)
+
+
+def _document_row(texts: Any, images: Any, source_id: str, image_root: str | None) -> _Row | None:
+    if not isinstance(texts, list) or not isinstance(images, list) or len(texts) != len(images):
+        return None
+    cells = []
+    for text, cell in zip(texts, images):
+        if (text is None) == (cell is None):
+            return None
+        if cell is not None:
+            image = _image_cell(cell, image_root)
+            if image is None:
+                return None
+            cells.append(image)
+    if not cells or not any(text and text.strip() for text in texts):
+        return None
+    key = hashlib.sha256("".join(_image_key(c, source_id) for c in cells).encode()).hexdigest()
+    # the output lists keep the layout: None in ``images`` where there is text, and vice versa
+    it = iter(cells)
+    return _Row(source_id, key, texts=list(texts), images=[None if cell is None else next(it) for cell in images])
+
+
+def _image_cell(cell: Any, image_root: str | None) -> dict | None:
+    """``cell`` as ``{"bytes", "path"}`` with the bytes read in, or ``None`` when there is no image."""
+    if cell is None:
+        return None
+    if isinstance(cell, (str, Path)):
+        cell = {"path": str(cell), "bytes": None}
+    try:
+        encoded = Image().encode_example(cell)
+    except Exception:  # noqa: BLE001 - any unreadable cell is a skipped row
+        return None
+    if encoded.get("bytes") is None:
+        path = Path(encoded.get("path") or "")
+        if image_root and not path.is_absolute():
+            path = Path(image_root) / path
+        if not path.is_file():
+            return None
+        encoded = {"bytes": path.read_bytes(), "path": path.name}
+    return {"bytes": bytes(encoded["bytes"]), "path": encoded.get("path")}
+
+
+def _image_key(image: dict, source_id: str) -> str:
+    data = image.get("bytes")
+    return hashlib.sha256(data).hexdigest() if data else f"id:{source_id}"
+
+
+__all__ = [
+    "JudgeDatasetBuilder", "JudgeDatasetConfig", "build_judge_dataset", "graded_document_features",
+    "LEVEL_JUSTIFICATIONS",
+]
