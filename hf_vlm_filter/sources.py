@@ -13,7 +13,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from datasets import Image, load_dataset
+from datasets import Image, IterableDataset, load_dataset
+from datasets.features.features import require_decoding
 
 #: Local file suffixes and the ``datasets`` builder that reads them.
 FILE_BUILDERS = {".parquet": "parquet", ".json": "json", ".jsonl": "json", ".csv": "csv"}
@@ -58,8 +59,17 @@ def load_source(
 
 
 def lazy_images(dataset: Any) -> Any:
-    """Cast every decoding ``datasets.Image`` column to ``Image(decode=False)``."""
-    for name, feature in (dataset.features or {}).items():
+    """Make every ``datasets.Image`` column lazy (``{"bytes", "path"}`` cells, decoded by the scorer).
+
+    A ``Dataset`` has its decoding ``Image`` columns cast to ``Image(decode=False)``. A streamed Hub
+    dataset decodes in a thread pool that ``datasets`` adds when loading (``IterableDataset.decode``);
+    casting a column does not remove that step, so a stream is switched with ``decode(False)``,
+    which turns off decoding for all its features (images inside lists included).
+    """
+    features = dataset.features or {}
+    if isinstance(dataset, IterableDataset) and features and require_decoding(features):
+        return dataset.decode(False)
+    for name, feature in features.items():
         if isinstance(feature, Image) and feature.decode:
             dataset = dataset.cast_column(name, Image(decode=False))
     return dataset

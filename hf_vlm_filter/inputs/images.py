@@ -4,7 +4,8 @@ Every scorer goes through :func:`load_image`, so the normalisation below is the 
 
 * accepted cells: a decoded ``PIL.Image`` (the ``Image()`` feature), a ``{"bytes", "path"}`` dict
   (``Image(decode=False)``), a local path (``str`` or ``os.PathLike``; relative paths are resolved
-  against ``image_root``), raw ``bytes``;
+  against ``image_root``), a remote or archived path as ``datasets`` streams them (``hf://...``,
+  ``zip://member::archive.zip``, ``https://...``; read with ``datasets``' own opener), raw ``bytes``;
 * EXIF orientation is applied; animated images (GIF, APNG, WebP) are judged on their first frame;
 * modes: ``RGBA``/``LA``/``P``-with-transparency are composited on white, ``I;16``/``I``/``F`` are
   rescaled from their own min..max to 8 bits, ``1``/``L``/``CMYK``/``YCbCr`` are converted to RGB;
@@ -92,12 +93,16 @@ def image_size_hint(cell: Any, policy: ImagePolicy = ImagePolicy()) -> tuple[int
 
     Cheap enough to call on every row before decoding (scorers use it to group rows of similar
     cost). It never raises; the size is the stored one (EXIF rotation and upscaling not applied).
+    Remote paths (``hf://``, ``https://``...) give ``None``: a hint must not download the file.
 
     Example:
         >>> from PIL import Image
         >>> image_size_hint(Image.new("RGB", (40, 30))), image_size_hint(None)
         ((40, 30), None)
     """
+    path = cell.get("path") if isinstance(cell, dict) and cell.get("bytes") is None else cell
+    if isinstance(path, str) and _is_url(path):
+        return None
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
@@ -133,12 +138,34 @@ def _open_bytes(data: bytes) -> Image.Image:
 
 
 def _open_path(path: str | os.PathLike, policy: ImagePolicy) -> Image.Image:
+    if isinstance(path, str) and _is_url(path):
+        return _open_url(path)
     resolved = Path(path).expanduser()
     if not resolved.is_absolute() and policy.image_root:
         resolved = Path(policy.image_root) / resolved
     if not resolved.is_file():
         raise RowError(f"image file not found: {os.fspath(path)}")
     return _pil_open(io.BytesIO(resolved.read_bytes()))
+
+
+def _is_url(path: str) -> bool:
+    """Whether ``path`` names a remote or archived file (``scheme://...`` or a chained ``a::b``)."""
+    return "://" in path or "::" in path
+
+
+def _open_url(url: str) -> Image.Image:
+    """A remote or archived file (``hf://...``, ``zip://member::archive``, ``https://...``), read with
+    the opener ``datasets`` itself uses for such paths (Hub token and chained URLs handled)."""
+    from datasets.utils.file_utils import xopen
+
+    try:
+        with xopen(url, "rb") as stream:
+            data = stream.read()
+    except FileNotFoundError:
+        raise RowError(f"image file not found: {url}") from None
+    except Exception as exc:  # noqa: BLE001 - network / filesystem errors of any fsspec backend
+        raise RowError(f"image could not be read: {url}: {type(exc).__name__}: {_short(exc)}") from None
+    return _open_bytes(data)
 
 
 def _pil_open(stream: io.BytesIO) -> Image.Image:
