@@ -120,10 +120,14 @@ class JudgeDatasetBuilder(datasets.GeneratorBasedBuilder):
         splits = [datasets.Split.TRAIN]
         if self.config.validation_fraction > 0:
             splits.append(datasets.Split.VALIDATION)
-        return [datasets.SplitGenerator(name=split, gen_kwargs={"split": str(split)}) for split in splits]
+        columns = resolve_columns(self.config)  # fails here, before any split is written
+        return [
+            datasets.SplitGenerator(name=split, gen_kwargs={"split": str(split), "columns": columns})
+            for split in splits
+        ]
 
-    def _generate_examples(self, split: str) -> Iterator[tuple[str, dict[str, Any]]]:
-        yield from _GradedStream(self.config, split)
+    def _generate_examples(self, split: str, columns: SourceColumns) -> Iterator[tuple[str, dict[str, Any]]]:
+        yield from _GradedStream(self.config, split, columns)
 
 
 def build_judge_dataset(
@@ -182,11 +186,21 @@ def build_judge_dataset(
     builder.download_and_prepare(download_mode="force_redownload")
     graded = builder.as_dataset()
     for split, dataset in graded.items():
-        counts = [0] * len(LEVEL_NAMES)
-        for level in dataset["level"]:
-            counts[level] += 1
-        logger.info("%s: %d examples, per level %s", split, len(dataset), dict(zip(LEVEL_NAMES, counts)))
+        logger.info("%s: %d examples, per level %s", split, len(dataset), level_counts(dataset))
     return graded
+
+
+def level_counts(dataset: datasets.Dataset) -> dict[str, int]:
+    """Examples per level name (all four levels listed) in a graded dataset.
+
+    Example:
+        >>> level_counts(graded["train"])  # doctest: +SKIP
+        {'mismatched': 7, 'loosely_related': 7, 'partially_accurate': 7, 'accurate': 7}
+    """
+    counts = dict.fromkeys(LEVEL_NAMES, 0)
+    for level in dataset.select_columns(["level"])["level"]:
+        counts[LEVEL_NAMES[level]] += 1
+    return counts
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -231,14 +245,15 @@ class _LevelDealer:
 class _GradedStream:
     """One split's examples: read the source in windows, deal levels, run the generator, yield rows."""
 
-    def __init__(self, config: JudgeDatasetConfig, split: str) -> None:
+    def __init__(self, config: JudgeDatasetConfig, split: str, columns: SourceColumns) -> None:
         self.config = config
         self.split = split
+        self.columns = columns
         self.dealer = _LevelDealer(config.levels, _split_quota(config, split))
         self.use_model = not isinstance(config.generator, str)
 
     def __iter__(self) -> Iterator[tuple[str, dict[str, Any]]]:
-        for window in _windows(_rows(self.config), self.config.pool_size):
+        for window in _windows(_rows(self.config, self.columns), self.config.pool_size):
             if self.dealer.done():
                 return
             yield from self._grade_window(window)
@@ -410,9 +425,18 @@ def _open_source(config: JudgeDatasetConfig) -> tuple[Any, str | None]:
     raise TypeError(f"source must be a Dataset, an IterableDataset or a path / Hub id, got {type(source).__name__}")
 
 
-def _rows(config: JudgeDatasetConfig) -> Iterator[_Row]:
-    """The source's usable rows (rows without an image or a caption are skipped, with a log line)."""
-    dataset, image_root = _open_source(config)
+@dataclass(frozen=True)
+class SourceColumns:
+    """The source columns a build reads: images, texts and (optionally) ids."""
+
+    image: str
+    text: str
+    id: str | None
+
+
+def resolve_columns(config: JudgeDatasetConfig) -> SourceColumns:
+    """The image / text / id columns of ``config.source`` (named ones checked, others found by name)."""
+    dataset, _ = _open_source(config)
     columns = list(dataset.column_names or (dataset.features or {}).keys() or [])
     if not columns:  # a streaming source without a schema: peek at the first row
         columns = list(next(iter(dataset), {}).keys())
@@ -423,6 +447,14 @@ def _rows(config: JudgeDatasetConfig) -> Iterator[_Row]:
     for name in (image_column, text_column, id_column):
         if name is not None and name not in columns:
             raise ValueError(f"column {name!r} is not in the source; its columns are {columns}")
+    return SourceColumns(image_column, text_column, id_column)
+
+
+def _rows(config: JudgeDatasetConfig, columns: SourceColumns) -> Iterator[_Row]:
+    """The source's usable rows (rows without an image or a caption are skipped, with a log line)."""
+    dataset, image_root = _open_source(config)
+    documents = config.layout == "documents"
+    image_column, text_column, id_column = columns.image, columns.text, columns.id
     skipped = 0
     for index, record in enumerate(dataset):
         source_id = str(record[id_column]) if id_column else str(index)
@@ -499,5 +531,5 @@ def _image_key(image: dict, source_id: str) -> str:
 
 __all__ = [
     "JudgeDatasetBuilder", "JudgeDatasetConfig", "build_judge_dataset", "graded_document_features",
-    "LEVEL_JUSTIFICATIONS",
+    "level_counts", "LEVEL_JUSTIFICATIONS",
 ]

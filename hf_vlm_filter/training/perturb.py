@@ -136,7 +136,7 @@ def object_swap(caption: str, rng: random.Random, pool: Sequence[str]) -> Pertur
     """
     words = caption.split()
     for index, word in enumerate(words):
-        noun, plural = _noun(_bare(word))
+        noun, plural = object_noun(_bare(word))
         if noun is None:
             continue
         borrowed = sorted({n for text in pool for n in _nouns(text)} - {noun})
@@ -279,7 +279,7 @@ def _plural(noun: str) -> str:
     return _IRREGULAR_PLURALS.get(noun, noun + "s")
 
 
-def _noun(word: str) -> tuple[str | None, bool]:
+def object_noun(word: str) -> tuple[str | None, bool]:
     """The singular object noun ``word`` names and whether it is plural, or ``(None, False)``."""
     if word in _SINGULARS:
         return _SINGULARS[word], True
@@ -291,7 +291,7 @@ def _noun(word: str) -> tuple[str | None, bool]:
 
 
 def _nouns(text: str) -> list[str]:
-    return [noun for noun in (_noun(_bare(word))[0] for word in text.split()) if noun]
+    return [noun for noun in (object_noun(_bare(word))[0] for word in text.split()) if noun]
 
 
 def _normalise(text: str) -> str:

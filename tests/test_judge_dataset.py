@@ -1,0 +1,321 @@
+"""The graded judge-training dataset: offline generators, the builder, the model generator and the CLI."""
+
+from __future__ import annotations
+
+import hashlib
+import random
+import subprocess
+import sys
+from collections import Counter
+
+import pytest
+from datasets import ClassLabel, Dataset, DatasetDict, load_from_disk
+
+from hf_vlm_filter.training.builder import (
+    JudgeDatasetBuilder,
+    build_judge_dataset,
+    graded_document_features,
+    level_counts,
+)
+from hf_vlm_filter.training.levels import LEVEL_NAMES, graded_caption_features, judge_target
+from hf_vlm_filter.training.perturb import (
+    ATTRIBUTE_OPPOSITES,
+    COLOURS,
+    GENERIC_LABELS,
+    NUMBERS,
+    OBJECTS,
+    colour_swap,
+    object_noun,
+    perturb,
+    perturb_document,
+)
+from hf_vlm_filter.training.rewrite import RewriteGenerator, level_prompt
+
+from ._judge_dataset_helpers import CAPTIONS, caption_source, document_source, save_tiny_chat_lm
+
+POOL = ("A man riding an elephant.", "A plate of food on a kitchen table.")
+
+
+def _words(text: str) -> list[str]:
+    return text.split()
+
+
+def _bare(word: str) -> str:
+    return word.strip(".,;:!?\"'").lower()
+
+
+def _is_strict_subsequence(short: list[str], long: list[str]) -> bool:
+    it = iter(long)
+    return len(short) < len(long) and all(word in it for word in short)
+
+
+def _image_hash(example: dict) -> str:
+    return hashlib.sha256(example["image"]["bytes"]).hexdigest()
+
+
+def _rows(dataset: Dataset) -> list[dict]:
+    return [dict(row) for row in dataset.cast_column("image", type(dataset.features["image"])(decode=False))]
+
+
+# ---- offline generators ----------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("caption", CAPTIONS)
+@pytest.mark.parametrize("seed", range(6))
+def test_each_level_changes_the_text_the_way_it_claims(caption, seed):
+    source = _words(caption)
+    # level 3: the caption itself
+    assert perturb(caption, 3, random.Random(seed), POOL).text == caption
+    # level 2: exactly the changed detail differs, or details were dropped (a strict subsequence)
+    two = perturb(caption, 2, random.Random(seed), POOL)
+    kind, _, change = two.record.partition(":")
+    out = _words(two.text)
+    if kind == "drop_details":
+        assert _is_strict_subsequence(out, source)
+        assert [w for w in source if w not in out] == change.split() or " ".join(source[len(out):]) == change
+    else:
+        old, new = change.split("->")
+        assert len(out) == len(source)
+        diff = [(a, b) for a, b in zip(source, out) if a != b]
+        assert len(diff) == 1 and (_bare(diff[0][0]), _bare(diff[0][1])) == (old, new)
+        vocabulary = {"colour_swap": COLOURS, "number_swap": NUMBERS, "attribute_swap": ATTRIBUTE_OPPOSITES}[kind]
+        assert old in vocabulary or old.isdigit()
+    # level 1: the main object swapped (one noun, maybe its article) or a generic label
+    one = perturb(caption, 1, random.Random(seed), POOL)
+    if one.record == "generic_label":
+        assert one.text in GENERIC_LABELS
+    else:
+        old, new = one.record.split(":")[1].split("->")
+        assert old in OBJECTS and new != old
+        out = _words(one.text)
+        changed = [i for i, (a, b) in enumerate(zip(source, out)) if a != b]
+        assert len(out) == len(source) and 1 <= len(changed) <= 2
+        assert object_noun(_bare(out[changed[-1]]))[0] == new
+        if len(changed) == 2:
+            assert _bare(source[changed[0]]) in ("a", "an") and changed[1] == changed[0] + 1
+    # level 0: never the source caption; another caption from the pool, or disfluent
+    zero = perturb(caption, 0, random.Random(seed), POOL)
+    assert zero.text.lower() != caption.lower()
+    if zero.record == "other_caption":
+        assert zero.text in POOL
+    elif zero.record == "shuffle_words":
+        assert sorted(_words(zero.text)) == sorted(source)
+    else:
+        assert zero.record.startswith("char_noise:") and len(zero.text) == len(caption)
+        assert sum(a != b for a, b in zip(zero.text, caption)) == int(zero.record.split(":")[1])
+
+
+def test_generators_say_when_they_do_not_apply():
+    assert colour_swap("a dog on a bench", random.Random(0), ()) is None
+    assert perturb("a dog", 2, random.Random(0), ()) is None  # nothing to swap, nothing to drop
+    # level 0 without a pool still works (disfluent text), and never returns the caption
+    assert perturb("a dog on a mat", 0, random.Random(0), ()).text != "a dog on a mat"
+    with pytest.raises(ValueError, match="level must be one of"):
+        perturb("a dog", 4, random.Random(0), ())
+
+
+def test_document_perturbation_keeps_image_slots():
+    texts = ["Two red cars on the street.", None, "A tall building behind them.", None]
+    rng = random.Random(3)
+    two, record = perturb_document(texts, 2, rng, [])
+    assert [t is None for t in two] == [t is None for t in texts]
+    assert sum(a != b for a, b in zip(two, texts)) == 1 and "@" in record
+    zero, record = perturb_document(texts, 0, random.Random(1), [["A plate of food.", None]])
+    assert record in ("other_document", "disfluent_document")
+    assert all(zero[i] != texts[i] for i in (0, 2)) and zero[1] is None and zero[3] is None
+
+
+# ---- the builder -----------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def source():
+    return caption_source(40, duplicate_every=7)
+
+
+@pytest.fixture(scope="module")
+def graded(source, tmp_path_factory):
+    return build_judge_dataset(source, examples_per_image=3, validation_fraction=0.25, seed=5,
+                               cache_dir=str(tmp_path_factory.mktemp("graded")))
+
+
+def test_features_targets_and_records(graded):
+    assert isinstance(graded, DatasetDict) and sorted(graded) == ["train", "validation"]
+    assert graded["train"].features == graded_caption_features()
+    assert isinstance(graded["train"].features["level"], ClassLabel)
+    for row in _rows(graded["train"]) + _rows(graded["validation"]):
+        assert row["target"] == judge_target(row["level"])
+        assert row["score"] == {0: 1, 1: 4, 2: 7, 3: 10}[row["level"]]
+        assert row["generator"].startswith("offline:")
+        kind = row["generator"].split(":")[1]
+        assert kind in {"original", "colour_swap", "number_swap", "attribute_swap", "drop_details", "object_swap",
+                        "generic_label", "other_caption", "shuffle_words", "char_noise"}
+        caption = CAPTIONS[int(row["source_id"].split("-")[1]) % len(CAPTIONS)]
+        assert (row["text"] == caption) == (row["level"] == 3)
+
+
+def test_level_distribution_follows_fractions(graded):
+    for split in graded.values():
+        counts = list(level_counts(split).values())
+        assert max(counts) - min(counts) <= 1, counts
+    # three examples per image: three different levels for each image
+    by_image = Counter((row["source_id"], row["level"]) for row in _rows(graded["train"]))
+    assert max(by_image.values()) == 1
+    assert len(graded["train"]) + len(graded["validation"]) == 3 * 40
+
+
+def test_uneven_fractions_and_exact_counts(source, tmp_path):
+    skewed = build_judge_dataset(source, levels={3: 0.5, 0: 0.5}, validation_fraction=0.0, seed=1,
+                                 cache_dir=str(tmp_path / "a"))
+    assert list(skewed) == ["train"]
+    assert level_counts(skewed["train"]) == {"mismatched": 20, "loosely_related": 0, "partially_accurate": 0,
+                                             "accurate": 20}
+    counted = build_judge_dataset(source, levels=(6, 4, 4, 2), examples_per_image=2, validation_fraction=0.5,
+                                  seed=2, cache_dir=str(tmp_path / "b"))
+    total = Counter(level for split in counted.values() for level in split["level"])
+    assert [total[level] for level in range(4)] == [6, 4, 4, 2]
+    assert list(level_counts(counted["validation"]).values()) == [3, 2, 2, 1]
+
+
+def test_split_is_disjoint_by_image(source, graded):
+    train = {_image_hash(row) for row in _rows(graded["train"])}
+    validation = {_image_hash(row) for row in _rows(graded["validation"])}
+    assert train and validation and not train & validation
+    # rows 7, 14, ... reuse the image of the row before: the two rows always land in the same split
+    split_of = {row["source_id"]: name for name in graded for row in _rows(graded[name])}
+    for index in range(7, 40, 7):
+        assert split_of[f"pair-{index:03d}"] == split_of[f"pair-{index - 1:03d}"]
+
+
+def test_same_seed_same_dataset_other_seed_other(source, graded, tmp_path):
+    again = build_judge_dataset(source, examples_per_image=3, validation_fraction=0.25, seed=5,
+                                cache_dir=str(tmp_path / "again"))
+    for split in graded:
+        assert _rows(again[split]) == _rows(graded[split])
+    other = build_judge_dataset(source, examples_per_image=3, validation_fraction=0.25, seed=6,
+                                cache_dir=str(tmp_path / "other"))
+    assert _rows(other["train"]) != _rows(graded["train"])
+
+
+def test_streaming_and_files_give_the_same_dataset(source, graded, tmp_path):
+    streamed = build_judge_dataset(source.to_iterable_dataset(num_shards=2), examples_per_image=3,
+                                   validation_fraction=0.25, seed=5, cache_dir=str(tmp_path / "s"))
+    path = tmp_path / "pairs.parquet"
+    source.to_parquet(str(path))
+    from_file = build_judge_dataset(str(path), streaming=True, examples_per_image=3, validation_fraction=0.25,
+                                    seed=5, cache_dir=str(tmp_path / "f"))
+    for split in graded:
+        expected = _rows(graded[split])
+        assert _rows(streamed[split]) == expected
+        assert [{k: v for k, v in r.items() if k != "image"} for r in _rows(from_file[split])] == [
+            {k: v for k, v in r.items() if k != "image"} for r in expected]
+    limited = build_judge_dataset(str(path), limit=10, validation_fraction=0.0, cache_dir=str(tmp_path / "l"))
+    assert sorted(set(limited["train"]["source_id"])) == [f"pair-{i:03d}" for i in range(10)]
+
+
+def test_builder_class_prepares_like_the_function(source, graded, tmp_path):
+    builder = JudgeDatasetBuilder(cache_dir=str(tmp_path), source=source, examples_per_image=3,
+                                  validation_fraction=0.25, seed=5)
+    builder.download_and_prepare()
+    prepared = builder.as_dataset()
+    assert _rows(prepared["validation"]) == _rows(graded["validation"])
+
+
+def test_documents_layout(tmp_path):
+    graded = build_judge_dataset(document_source(12), layout="documents", examples_per_image=2,
+                                 validation_fraction=0.25, seed=0, justify=True, cache_dir=str(tmp_path))
+    assert graded["train"].features == graded_document_features()
+    rows = [dict(r) for split in graded.values() for r in split]
+    assert len(rows) == 24
+    for row in rows:
+        assert [t is None for t in row["texts"]] == [False, True, False, True]
+        assert [i is None for i in row["images"]] == [True, False, True, False]
+        assert row["target"].endswith(judge_target(row["level"])) and row["target"] != judge_target(row["level"])
+    for split in graded.values():
+        counts = list(level_counts(split).values())
+        assert max(counts) - min(counts) <= 1, counts
+
+
+@pytest.mark.parametrize(("kwargs", "error", "match"), [
+    ({"levels": (1, 2, 3)}, ValueError, "one value per level"),
+    ({"levels": (-0.5, 1, 0, 0)}, ValueError, "non-negative"),
+    ({"levels": {5: 1.0}}, ValueError, "unknown levels"),
+    ({"layout": "html"}, ValueError, "layout must be one of"),
+    ({"validation_fraction": 1.0}, ValueError, "validation_fraction"),
+    ({"examples_per_image": 0}, ValueError, "examples_per_image"),
+    ({"generator": "llm"}, ValueError, "generator must be"),
+    ({"text_column": "alt"}, ValueError, "column 'alt' is not in the source"),
+])
+def test_bad_arguments_are_refused(source, tmp_path, kwargs, error, match):
+    with pytest.raises(error, match=match):
+        build_judge_dataset(source, cache_dir=str(tmp_path), **kwargs)
+
+
+def test_bad_sources_are_refused(source, tmp_path):
+    with pytest.raises(TypeError, match="pass one split"):
+        build_judge_dataset(DatasetDict({"train": source}), cache_dir=str(tmp_path))
+    with pytest.raises(ValueError, match="no image column"):
+        build_judge_dataset(Dataset.from_dict({"caption": ["a dog"]}), cache_dir=str(tmp_path))
+
+
+# ---- the model generator ---------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def tiny_lm(tmp_path_factory):
+    return str(save_tiny_chat_lm(tmp_path_factory.mktemp("tiny-chat-lm")))
+
+
+def test_rewrite_prompts_are_per_level_and_batching_does_not_change_output(tiny_lm):
+    generator = RewriteGenerator(tiny_lm, device="cpu", max_new_tokens=4, batch_size=3, levels=(0, 1, 2, 3))
+    prompts = {level: generator.prompt(CAPTIONS[0], level) for level in range(4)}
+    assert len(set(prompts.values())) == 4
+    for level, prompt in prompts.items():
+        assert level_prompt(level, CAPTIONS[0]) in prompt and CAPTIONS[0] in prompt
+    captions, levels = list(CAPTIONS[:4]), [0, 1, 2, 2]
+    batched = generator.rewrite(captions, levels)
+    one_by_one = RewriteGenerator(tiny_lm, device="cpu", max_new_tokens=4, batch_size=1, levels=(0, 1, 2, 3))
+    assert one_by_one.rewrite(captions, levels) == batched
+    assert generator.rewrite([CAPTIONS[0]] * 4, [0, 1, 2, 3]) != [batched[0]] * 4  # the prompt depends on the level
+
+
+def test_builder_records_model_rewrites(tiny_lm, tmp_path):
+    generator = RewriteGenerator(tiny_lm, device="cpu", max_new_tokens=4, batch_size=16, name="tiny-lm")
+    graded = build_judge_dataset(caption_source(4), generator=generator, examples_per_image=4,
+                                 validation_fraction=0.0, seed=0, cache_dir=str(tmp_path))
+    rows = _rows(graded["train"])
+    assert len(rows) == 16
+    expected = dict(zip(
+        [(r["source_id"], r["level"]) for r in rows if r["level"] < 3],
+        generator.rewrite([CAPTIONS[int(r["source_id"].split("-")[1])] for r in rows if r["level"] < 3],
+                          [r["level"] for r in rows if r["level"] < 3]),
+    ))
+    for row in rows:
+        if row["level"] == 3:
+            assert row["generator"] == "offline:original"
+        elif row["generator"] == "model:tiny-lm":
+            assert row["text"] == expected[(row["source_id"], row["level"])]
+        else:  # an empty or unchanged rewrite falls back to an offline generator of the same level
+            assert expected[(row["source_id"], row["level"])] in (None, CAPTIONS[int(row["source_id"][-3:])])
+    assert sum(row["generator"] == "model:tiny-lm" for row in rows) > 0
+
+
+# ---- the command line ------------------------------------------------------------------------------
+
+
+def test_cli_writes_and_prints_level_counts(tmp_path):
+    path = tmp_path / "pairs.parquet"
+    caption_source(16).to_parquet(str(path))
+    out = tmp_path / "graded"
+    result = subprocess.run(
+        [sys.executable, "dataset_scripts/build_judge_dataset.py", str(path), "--out", str(out),
+         "--levels", "4,4,4,4", "--examples-per-image", "4", "--validation-fraction", "0.25", "--seed", "3", "--limit", "16"],
+        capture_output=True, text=True, check=True,
+    )
+    graded = load_from_disk(str(out))
+    assert len(graded["train"]) == 12 and len(graded["validation"]) == 4
+    assert "train: 12 examples" in result.stdout
+    assert all(f"{level} {name}: 3" in result.stdout for level, name in enumerate(LEVEL_NAMES))
+    bad = subprocess.run([sys.executable, "dataset_scripts/build_judge_dataset.py", str(path), "--out", str(out),
+                          "--levels", "1,2"], capture_output=True, text=True)
+    assert bad.returncode == 2 and "--levels needs 4" in bad.stderr
