@@ -199,13 +199,21 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _run_job(dataset: Any, judge: Any, record: Any, args: argparse.Namespace) -> int:
-    """``--streaming``: the resumable shard-writing job, then its card (and uploads with ``--push-to``)."""
-    from .jobs.streaming_filter import streaming_filter_job
+    """``--streaming``: the resumable shard-writing job, then its card (and uploads with ``--push-to``).
 
-    result = streaming_filter_job(
+    Under ``torchrun`` / ``accelerate launch`` (``WORLD_SIZE`` > 1) each process scores its own
+    part of the source on its own GPU; rank 0 waits for every rank and writes the one card
+    (:mod:`hf_vlm_filter.distributed`).
+    """
+    from .distributed import run_distributed_job
+
+    result = run_distributed_job(
         dataset, judge, args.out, record, batch_size=args.batch_size, shard_rows=args.shard_rows,
         max_shard_bytes=args.max_shard_bytes, push_to=args.push_to, resume=args.resume,
     )
+    if result is None:  # a rank other than 0: its shards are written, rank 0 writes the card
+        print(f"rank done: shards in {args.out / 'data'}; rank 0 writes the card")
+        return 0
     print(result.run.summary.render())
     print(f"wrote {len(result.shards)} shards ({result.kept} rows) to {args.out / 'data'}")
     if args.push_to:
