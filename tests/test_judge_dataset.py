@@ -213,6 +213,12 @@ def test_streaming_and_files_give_the_same_dataset(source, graded, tmp_path):
     assert sorted(set(limited["train"]["source_id"])) == [f"pair-{i:03d}" for i in range(10)]
 
 
+def test_an_empty_split_is_an_empty_dataset_with_the_features(tmp_path):
+    graded = build_judge_dataset(caption_source(3), validation_fraction=0.01, seed=0, cache_dir=str(tmp_path))
+    assert len(graded["train"]) == 3 and len(graded["validation"]) == 0
+    assert graded["validation"].features == graded_caption_features()
+
+
 def test_builder_class_prepares_like_the_function(source, graded, tmp_path):
     builder = JudgeDatasetBuilder(cache_dir=str(tmp_path), source=source, examples_per_image=3,
                                   validation_fraction=0.25, seed=5)

@@ -21,13 +21,19 @@
   ``images`` lists) gives :func:`graded_document_features`, with a document's split from all its images.
 
 Example:
+    >>> import io
     >>> from datasets import Dataset
-    >>> from PIL import Image
-    >>> images = [Image.new("RGB", (32, 32), (9 * i, 0, 0)) for i in range(8)]
-    >>> source = Dataset.from_dict({"image": images, "caption": [f"two red cars on road {i}" for i in range(8)]})
-    >>> graded = build_judge_dataset(source, examples_per_image=4, validation_fraction=0.25)  # doctest: +SKIP
-    >>> sorted(graded), graded["train"].features["level"].names[3]                           # doctest: +SKIP
-    (['train', 'validation'], 'accurate')
+    >>> from PIL import Image as PILImage
+    >>> def png(i):
+    ...     buffer = io.BytesIO(); PILImage.new("RGB", (8, 8), (30 * i, 0, 0)).save(buffer, "PNG")
+    ...     return {"bytes": buffer.getvalue(), "path": None}
+    >>> source = Dataset.from_dict({"image": [png(i) for i in range(8)],
+    ...                             "caption": ["Two red cars parked on a street."] * 8})
+    >>> graded = build_judge_dataset(source, examples_per_image=4, validation_fraction=0.25, seed=0)
+    >>> sorted(graded), len(graded["train"]) + len(graded["validation"])
+    (['train', 'validation'], 32)
+    >>> level_counts(graded["validation"])
+    {'mismatched': 4, 'loosely_related': 4, 'partially_accurate': 4, 'accurate': 4}
 """
 
 from __future__ import annotations
@@ -38,7 +44,7 @@ import random
 import tempfile
 import uuid
 from collections.abc import Iterator, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -93,7 +99,6 @@ class JudgeDatasetConfig(datasets.BuilderConfig):
     limit: int | None = None
     pool_size: int = 512
     justify: bool = False
-    stats: dict = field(default_factory=dict, compare=False, repr=False)
 
 
 class JudgeDatasetBuilder(datasets.GeneratorBasedBuilder):
@@ -184,7 +189,14 @@ def build_judge_dataset(
         cache_dir=cache_dir, dataset_name="judge_dataset", config_id=f"default-{uuid.uuid4().hex[:16]}", **config
     )
     builder.download_and_prepare(download_mode="force_redownload")
-    graded = builder.as_dataset()
+    graded = DatasetDict()
+    for split, info in builder.info.splits.items():
+        if info.num_examples:
+            graded[split] = builder.as_dataset(split=split)
+        else:  # datasets cannot read back a split with no rows
+            logger.warning("split %r has no examples (too few source rows for validation_fraction?)", split)
+            features = builder.info.features
+            graded[split] = datasets.Dataset.from_dict({name: [] for name in features}, features=features)
     for split, dataset in graded.items():
         logger.info("%s: %d examples, per level %s", split, len(dataset), level_counts(dataset))
     return graded
@@ -231,15 +243,32 @@ class _LevelDealer:
     def order(self, exclude: set[int]) -> list[int]:
         """Levels in the order they should be tried next (largest deficit first, then higher level)."""
         n = sum(self.counts) + 1
-        open_levels = [
-            level for level in range(len(self.counts))
-            if self.fractions[level] > 0 and (self.quota is None or self.counts[level] < self.quota[level])
-        ]
+        open_levels = [level for level in range(len(self.counts)) if self.is_open(level)]
         preferred = [level for level in open_levels if level not in exclude] or open_levels
         return sorted(preferred, key=lambda level: (self.counts[level] - self.fractions[level] * n, -level))
 
+    def is_open(self, level: int) -> bool:
+        return self.fractions[level] > 0 and (self.quota is None or self.counts[level] < self.quota[level])
+
     def take(self, level: int) -> None:
         self.counts[level] += 1
+
+    def move(self, dealt: int, made: int) -> None:
+        """An example dealt ``dealt`` was made at level ``made`` instead."""
+        self.counts[dealt] -= 1
+        self.counts[made] += 1
+
+
+@dataclass
+class _Plan:
+    """One example to make: its row, its index ``k`` for that row, its rng, pool and level preferences."""
+
+    row: _Row
+    k: int
+    rng: random.Random
+    pool: list
+    levels: list[int]  # the dealt level first, then the fallbacks in order
+    rewritten: str | None = None
 
 
 class _GradedStream:
@@ -250,65 +279,71 @@ class _GradedStream:
         self.split = split
         self.columns = columns
         self.dealer = _LevelDealer(config.levels, _split_quota(config, split))
-        self.use_model = not isinstance(config.generator, str)
+        self.model = None if isinstance(config.generator, str) else config.generator
+        self.moved = self.model_fallbacks = self.dropped = 0
 
     def __iter__(self) -> Iterator[tuple[str, dict[str, Any]]]:
         for window in _windows(_rows(self.config, self.columns), self.config.pool_size):
             if self.dealer.done():
-                return
+                break
             yield from self._grade_window(window)
+        made = dict(zip(LEVEL_NAMES, self.dealer.counts))
+        logger.info("%s: made %s; %d examples moved to another level (no generator applied), %d model rewrites "
+                    "replaced by offline ones, %d rows with no example", self.split, made, self.moved,
+                    self.model_fallbacks, self.dropped)
+        if self.dealer.quota is not None and not self.dealer.done():
+            logger.warning("%s: the source ran out before the level counts %s were met (made %s)",
+                           self.split, self.dealer.quota, self.dealer.counts)
 
     def _grade_window(self, window: list[_Row]) -> Iterator[tuple[str, dict[str, Any]]]:
-        planned = []  # (row, k, rng, level order, pool)
+        plans = []
         for index, row in enumerate(window):
             if _split_of(row.split_key, self.config) != self.split:
                 continue
             used: set[int] = set()
             for k in range(self.config.examples_per_image):
-                order = self.dealer.order(used)
-                if not order:
+                levels = self.dealer.order(used)
+                if not levels:
                     break
                 rng = random.Random(_digest(self.config.seed, row.source_id, k))
-                pool = _pool(window, index, rng)
-                planned.append((row, k, rng, order, pool))
-                used.add(order[0])
-                self.dealer.take(order[0])  # provisional; corrected below if the level cannot be made
-        rewrites = self._model_rewrites(planned)
-        for (row, k, rng, order, pool), rewritten in zip(planned, rewrites):
-            example = self._make(row, rng, order, pool, rewritten)
+                plans.append(_Plan(row, k, rng, _pool(window, index, rng), levels))
+                used.add(levels[0])
+                self.dealer.take(levels[0])  # provisional: _make moves it if that level cannot be made
+        self._rewrite_with_model(plans)
+        for plan in plans:
+            example = self._make(plan)
             if example is None:
-                logger.debug("no generator applies to %s at any open level", row.source_id)
+                self.dropped += 1
                 continue
-            yield f"{row.source_id}/{k}", example
+            yield f"{plan.row.source_id}/{plan.k}", example
 
-    def _model_rewrites(self, planned: list) -> list[str | None]:
-        if not self.use_model or self.config.layout != "pairs":
-            return [None] * len(planned)
-        generator = self.config.generator
-        wanted = [i for i, plan in enumerate(planned) if plan[3][0] in generator.config.levels]
-        texts = generator.rewrite([planned[i][0].caption for i in wanted], [planned[i][3][0] for i in wanted])
-        out: list[str | None] = [None] * len(planned)
-        for i, text in zip(wanted, texts):
-            out[i] = text
-        return out
+    def _rewrite_with_model(self, plans: list[_Plan]) -> None:
+        if self.model is None:
+            return
+        wanted = [plan for plan in plans if plan.levels[0] in self.model.config.levels]
+        texts = self.model.rewrite([plan.row.caption for plan in wanted], [plan.levels[0] for plan in wanted])
+        for plan, text in zip(wanted, texts):
+            plan.rewritten = text
 
-    def _make(self, row: _Row, rng: random.Random, order: list[int], pool: list, rewritten: str | None) -> dict | None:
-        first = order[0]
-        if rewritten is not None and (first == 3 or not _same(rewritten, row.caption)):
-            return self._example(row, first, {"text": rewritten}, self.config.generator.name, "")
-        for level in order:
-            if level != first:
-                if self.dealer.quota is not None and self.dealer.counts[level] >= self.dealer.quota[level]:
-                    continue
-            made = self._offline(row, level, rng, pool)
+    def _make(self, plan: _Plan) -> dict | None:
+        dealt = plan.levels[0]
+        if plan.rewritten is not None:
+            if dealt == 3 or not _same(plan.rewritten, plan.row.caption):
+                return self._example(plan.row, dealt, {"text": plan.rewritten}, self.model.name, "")
+        if self.model is not None and dealt in self.model.config.levels:
+            self.model_fallbacks += 1
+        for level in plan.levels:
+            if level != dealt and not self.dealer.is_open(level):
+                continue
+            made = self._offline(plan.row, level, plan.rng, plan.pool)
             if made is None:
                 continue
+            if level != dealt:
+                self.dealer.move(dealt, level)
+                self.moved += 1
             content, record = made
-            if level != first:
-                self.dealer.counts[first] -= 1
-                self.dealer.take(level)
-            return self._example(row, level, content, f"offline:{record}", justification(record))
-        self.dealer.counts[first] -= 1
+            return self._example(plan.row, level, content, f"offline:{record}", justification(record))
+        self.dealer.counts[dealt] -= 1
         return None
 
     def _offline(self, row: _Row, level: int, rng: random.Random, pool: list) -> tuple[dict, str] | None:
@@ -371,7 +406,7 @@ def _split_quota(config: JudgeDatasetConfig, split: str) -> list[int] | None:
     """
     if not all(isinstance(v, int) for v in config.levels):
         return None
-    validation = [round(count * config.validation_fraction) for count in config.levels]
+    validation = [int(count * config.validation_fraction + 0.5) for count in config.levels]
     if split == "validation":
         return validation
     return [count - v for count, v in zip(config.levels, validation)]

@@ -113,10 +113,12 @@ def attribute_swap(caption: str, rng: random.Random, pool: Sequence[str]) -> Per
 def drop_details(caption: str, rng: random.Random, pool: Sequence[str]) -> Perturbation | None:
     """Level 2: details dropped — a trailing detail phrase, else the colour/attribute words, are removed.
 
-    The output is a strict subsequence of the caption's words (at least two words are kept).
+    The output is a strict subsequence of the caption's words; it keeps at least two words and a third
+    of the caption.
     """
     words = caption.split()
-    cuts = [i for i, word in enumerate(words) if i >= 2 and _bare(word) in DETAIL_STARTERS]
+    shortest = max(2, len(words) // 3)
+    cuts = [i for i, word in enumerate(words) if i >= shortest and _bare(word) in DETAIL_STARTERS]
     if cuts:
         cut = rng.choice(cuts)
         kept, dropped = words[:cut], words[cut:]
@@ -124,7 +126,7 @@ def drop_details(caption: str, rng: random.Random, pool: Sequence[str]) -> Pertu
         droppable = {i for i, word in enumerate(words) if _bare(word) in COLOURS or _bare(word) in ATTRIBUTE_OPPOSITES}
         kept = [word for i, word in enumerate(words) if i not in droppable]
         dropped = [word for i, word in enumerate(words) if i in droppable]
-    if not dropped or len(kept) < 2:
+    if not dropped or len(kept) < shortest:
         return None
     return Perturbation(" ".join(kept), "drop_details:" + " ".join(dropped))
 
@@ -194,6 +196,11 @@ GENERATORS_BY_LEVEL: dict[int, dict[str, Generator]] = {
     0: {"other_caption": other_caption, "shuffle_words": shuffle_words, "char_noise": char_noise},
 }
 
+#: How often each generator is tried first within its level (default 1): another image's caption is the
+#: most useful level-0 negative, and a wrong main object says more than a generic label.
+GENERATOR_WEIGHTS = {"other_caption": 2.0, "shuffle_words": 1.0, "char_noise": 1.0, "object_swap": 1.5,
+                     "generic_label": 1.0}
+
 #: A short justification per transformation, for judge targets with ``justify=True``.
 JUSTIFICATIONS = {
     "original": "The caption describes the image accurately.",
@@ -220,13 +227,16 @@ def justification(record: str) -> str:
 def perturb(caption: str, level: int, rng: random.Random, pool: Sequence[str]) -> Perturbation | None:
     """A caption at ``level`` (0-3) made by one applicable generator of that level, picked with ``rng``.
 
-    Generators are tried in a random order until one applies; ``None`` when none does.
+    Generators are tried in a random order (weighted by :data:`GENERATOR_WEIGHTS`) until one applies;
+    ``None`` when none does.
     """
     if level not in GENERATORS_BY_LEVEL:
         raise ValueError(f"level must be one of 0, 1, 2, 3, got {level!r}")
-    generators = list(GENERATORS_BY_LEVEL[level].values())
-    rng.shuffle(generators)
-    for generate in generators:
+    remaining = dict(GENERATORS_BY_LEVEL[level])
+    while remaining:
+        names = list(remaining)
+        name = rng.choices(names, weights=[GENERATOR_WEIGHTS.get(n, 1.0) for n in names])[0]
+        generate = remaining.pop(name)
         result = generate(caption, rng, pool)
         if result is not None and (level == 3 or _normalise(result.text) != _normalise(caption)):
             return result
