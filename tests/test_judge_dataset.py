@@ -114,6 +114,17 @@ def test_generators_say_when_they_do_not_apply():
         perturb("a dog", 4, random.Random(0), ())
 
 
+def test_swaps_keep_the_article_right():
+    caption = "A man in an orange coat with an old bag and a red hat"
+    outputs = {colour_swap(caption, random.Random(seed), ()).text for seed in range(20)}
+    assert len(outputs) > 3
+    for text in outputs:
+        assert "an orange coat" in text  # no other colour fits "an"; only "red" changes
+        assert text.startswith("A man in an orange coat with an old bag and a ") and not text.endswith("red hat")
+        assert not text.endswith(("a orange hat",))
+    assert perturb(caption, 2, random.Random(0), ()) is not None
+
+
 def test_document_perturbation_keeps_image_slots():
     texts = ["Two red cars on the street.", None, "A tall building behind them.", None]
     rng = random.Random(3)

@@ -86,28 +86,31 @@ def original(caption: str, rng: random.Random, pool: Sequence[str]) -> Perturbat
 
 def colour_swap(caption: str, rng: random.Random, pool: Sequence[str]) -> Perturbation | None:
     """Level 2: one colour word replaced by another colour."""
-    return _swap_one_word(
-        caption, rng, "colour_swap", lambda word: _other(COLOURS, word, rng, {"gray", "grey"}) if word in COLOURS else None
-    )
+
+    def candidates(word: str) -> list[str]:
+        same = {"gray", "grey"} if word in ("gray", "grey") else {word}
+        return [colour for colour in COLOURS if colour not in same] if word in COLOURS else []
+
+    return _swap_one_word(caption, rng, "colour_swap", candidates)
 
 
 def number_swap(caption: str, rng: random.Random, pool: Sequence[str]) -> Perturbation | None:
     """Level 2: one number (a word up to twelve, or digits) replaced by another."""
 
-    def replacement(word: str) -> str | None:
+    def candidates(word: str) -> list[str]:
         if word in NUMBERS:
-            return _other(NUMBERS[1:] if word == "one" else NUMBERS, word, rng)
+            return [number for number in NUMBERS if number not in (word, "one")]
         if word.isdigit() and len(word) <= 4:
             value = int(word)
-            return str(value + rng.choice((-1, 1, 2)) if value > 1 else value + rng.choice((1, 2, 3)))
-        return None
+            return [str(value + step) for step in ((-1, 1, 2) if value > 1 else (1, 2, 3))]
+        return []
 
-    return _swap_one_word(caption, rng, "number_swap", replacement)
+    return _swap_one_word(caption, rng, "number_swap", candidates)
 
 
 def attribute_swap(caption: str, rng: random.Random, pool: Sequence[str]) -> Perturbation | None:
     """Level 2: one attribute word (size, age, state, posture, material...) replaced by its opposite."""
-    return _swap_one_word(caption, rng, "attribute_swap", ATTRIBUTE_OPPOSITES.get)
+    return _swap_one_word(caption, rng, "attribute_swap", lambda word: [ATTRIBUTE_OPPOSITES.get(word, word)])
 
 
 def drop_details(caption: str, rng: random.Random, pool: Sequence[str]) -> Perturbation | None:
@@ -145,7 +148,7 @@ def object_swap(caption: str, rng: random.Random, pool: Sequence[str]) -> Pertur
         replacement = rng.choice(borrowed) if borrowed else _other(OBJECTS, noun, rng)
         words[index] = _respell(word, _plural(replacement) if plural else replacement)
         if index > 0 and _bare(words[index - 1]) in ("a", "an"):
-            words[index - 1] = _respell(words[index - 1], "an" if replacement[0] in "aeiou" else "a")
+            words[index - 1] = _respell(words[index - 1], _article_for(replacement))
         return Perturbation(" ".join(words), f"object_swap:{noun}->{replacement}")
     return None
 
@@ -243,24 +246,35 @@ def perturb(caption: str, level: int, rng: random.Random, pool: Sequence[str]) -
     return None
 
 
-def _swap_one_word(caption: str, rng: random.Random, name: str, replace: Callable[[str], str | None]) -> Perturbation | None:
+def _swap_one_word(
+    caption: str, rng: random.Random, name: str, candidates: Callable[[str], list[str]]
+) -> Perturbation | None:
+    """Replace one word by one of its ``candidates`` (those an "a"/"an" before it still fits)."""
     words = caption.split()
     options = []
     for index, word in enumerate(words):
         bare = _bare(word)
-        new = replace(bare) if bare else None
-        if new and new != bare:
-            options.append((index, bare, new))
+        article = _bare(words[index - 1]) if index else ""
+        fitting = [
+            new for new in (candidates(bare) if bare else [])
+            if new != bare and (article not in ("a", "an") or _article_for(new) == article)
+        ]
+        if fitting:
+            options.append((index, bare, fitting))
     if not options:
         return None
-    index, old, new = rng.choice(options)
+    index, old, fitting = rng.choice(options)
+    new = rng.choice(fitting)
     words[index] = _respell(words[index], new)
     return Perturbation(" ".join(words), f"{name}:{old}->{new}")
 
 
-def _other(vocabulary: Sequence[str], word: str, rng: random.Random, same: set[str] = frozenset()) -> str:
-    excluded = {word} | (same if word in same else set())
-    return rng.choice([w for w in vocabulary if w not in excluded])
+def _article_for(word: str) -> str:
+    return "an" if word[:1] in "aeiou" else "a"
+
+
+def _other(vocabulary: Sequence[str], word: str, rng: random.Random) -> str:
+    return rng.choice([w for w in vocabulary if w != word])
 
 
 def _bare(word: str) -> str:
