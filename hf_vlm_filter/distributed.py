@@ -107,7 +107,8 @@ def on_local_device(scorer: Any) -> Any:
     """``scorer`` on this rank's GPU (``cuda:LOCAL_RANK``): one judge per GPU.
 
     Only scorers left on the default CUDA device (``device`` ``None`` or ``"cuda"``) are moved, and
-    only when CUDA is available; an explicit ``cuda:N`` or ``cpu`` is kept. Scorers holding several
+    only when CUDA is available; an explicit ``cuda:N`` or ``cpu`` is kept. Call it before the
+    scorer loads its model: a model already loaded on the default device stays there. Scorers holding several
     sub-scorers (``CompositeScorer``) are moved scorer by scorer.
     """
     import torch
@@ -119,8 +120,8 @@ def on_local_device(scorer: Any) -> Any:
     if hasattr(scorer, "scorers"):
         return type(scorer)([on_local_device(sub) for sub in scorer.scorers])
     config = getattr(scorer, "config", None)
-    if config is None or getattr(config, "device", "") not in (None, "cuda"):
-        return scorer
+    if index == 0 or config is None or getattr(config, "device", "") not in (None, "cuda"):
+        return scorer  # GPU 0 is the default device already: keep the model it may have loaded
     return scorer.with_options(device=f"cuda:{index}")
 
 
