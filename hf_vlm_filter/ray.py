@@ -167,9 +167,11 @@ def read_source(source: Any, **read_options: Any) -> Any:
         if not all(hub):
             raise ValueError("do not mix hf:// paths with other paths in one source")
         if "filesystem" not in read_options:
-            from huggingface_hub import HfFileSystem
+            from huggingface_hub import HfFileSystem, constants
 
-            read_options["filesystem"] = HfFileSystem()
+            # The driver's endpoint travels with the filesystem to Ray's read tasks; each worker
+            # authenticates with its own HF_TOKEN (no token is shipped from the driver).
+            read_options["filesystem"] = HfFileSystem(endpoint=constants.ENDPOINT)
         paths = [path[len(HF_PREFIX):] for path in paths]
     else:
         missing = [path for path in paths if "://" not in path and not Path(path).exists()]

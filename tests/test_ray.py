@@ -4,7 +4,6 @@ become NaN + reason inside Ray; the filter path; Ray stays optional. One local R
 from __future__ import annotations
 
 import math
-import os
 import subprocess
 import sys
 from pathlib import Path
@@ -14,10 +13,12 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
+
 from hf_vlm_filter import VLMJudge, map_with_scorer, threshold_filter
 from hf_vlm_filter.sources import load_source
 
-from ._hub_helpers import write_pairs
+from ._hub_helpers import TOKEN, hub_env, point_clients_at, write_pairs
+from .hub_server import serve_hub
 
 ray = pytest.importorskip("ray")
 from hf_vlm_filter.ray import ScorerActor, read_source, score_with_ray  # noqa: E402 - after importorskip
@@ -29,9 +30,22 @@ ROWS = 14
 
 
 @pytest.fixture(scope="module")
-def local_ray():
-    """One small local Ray instance for the module (2 CPUs, no dashboard, offline workers)."""
-    env = {key: os.environ[key] for key in ("HF_HUB_OFFLINE", "HF_DATASETS_OFFLINE") if key in os.environ}
+def loopback_hub():
+    """A loopback Hub for the module; Ray's workers are pointed at it (they start with the module)."""
+    with serve_hub() as running:
+        yield running
+
+
+@pytest.fixture(scope="module")
+def hub_home(tmp_path_factory) -> Path:
+    return tmp_path_factory.mktemp("hf-home")
+
+
+@pytest.fixture(scope="module")
+def local_ray(loopback_hub, hub_home):
+    """One small local Ray instance for the module (2 CPUs, no dashboard); its workers talk to the
+    loopback Hub only (the tiny judge is a local folder)."""
+    env = hub_env(loopback_hub.url, hub_home)
     ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, runtime_env={"env_vars": env})
     ray.data.DataContext.get_current().enable_progress_bars = False
     yield ray
@@ -108,6 +122,23 @@ def test_ray_filter_with_numpy_batches_writes_the_kept_rows(local_ray, pairs, ju
     written = pq.read_table(sorted(out.glob("*.parquet"))).to_pylist()
     assert_same_rows(by_id(written), expected)
     assert result.count() == len(expected)
+
+
+def test_hub_parquet_is_read_through_hf_paths(local_ray, loopback_hub, hub_home, pairs):
+    """``hf://datasets/...`` paths: Ray's read tasks read the Hub's Parquet files themselves."""
+    from huggingface_hub import HfApi
+
+    with point_clients_at(loopback_hub.url, hub_home):
+        api = HfApi(token=TOKEN)
+        api.create_repo("user/pairs", repo_type="dataset")
+        for index, part in enumerate((pq.read_table(pairs).slice(0, 6), pq.read_table(pairs).slice(6))):
+            pq.write_table(part, hub_home / f"part-{index}.parquet")
+            api.upload_file(path_or_fileobj=str(hub_home / f"part-{index}.parquet"),
+                            path_in_repo=f"data/train-{index:05d}.parquet", repo_id="user/pairs", repo_type="dataset")
+        rows = read_source("hf://datasets/user/pairs/data/").take_all()
+    assert by_id(rows) == pq.read_table(pairs).to_pylist()
+    with pytest.raises(ValueError, match="do not mix hf:// paths"):
+        read_source(["hf://datasets/user/pairs/data/", str(pairs)])
 
 
 def test_actor_handles_every_batch_format_without_ray(judge, pairs, reference):
