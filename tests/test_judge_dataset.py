@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import pickle
 import random
 import subprocess
 import sys
@@ -11,6 +12,7 @@ from collections import Counter
 import pytest
 from datasets import ClassLabel, Dataset, DatasetDict, load_from_disk
 
+from hf_vlm_filter.models.loading import CheckpointUnavailableError
 from hf_vlm_filter.training.builder import (
     JudgeDatasetBuilder,
     build_judge_dataset,
@@ -294,6 +296,27 @@ def test_rewrite_prompts_are_per_level_and_batching_does_not_change_output(tiny_
     one_by_one = RewriteGenerator(tiny_lm, device="cpu", max_new_tokens=4, batch_size=1, levels=(0, 1, 2, 3))
     assert one_by_one.rewrite(captions, levels) == batched
     assert generator.rewrite([CAPTIONS[0]] * 4, [0, 1, 2, 3]) != [batched[0]] * 4  # the prompt depends on the level
+
+
+def test_rewrite_generator_pickles_to_its_config_and_explains_a_missing_model(tiny_lm, tmp_path):
+    generator = RewriteGenerator(tiny_lm, device="cpu", max_new_tokens=4)
+    generator.load()
+    copy = pickle.loads(pickle.dumps(generator))
+    assert copy.config == generator.config and copy._model is None and len(pickle.dumps(generator)) < 1000
+    with pytest.raises(CheckpointUnavailableError, match="does not exist"):
+        RewriteGenerator(str(tmp_path / "missing")).load()
+    with pytest.raises(ValueError, match="levels must be"):
+        RewriteGenerator(tiny_lm, levels=(4,))
+
+
+def test_a_vlm_chat_checkpoint_rewrites_through_its_chat_template(tiny_judge_path):
+    generator = RewriteGenerator(tiny_judge_path, device="cpu", max_new_tokens=3, name="tiny-vlm")
+    prompt = generator.prompt(CAPTIONS[1], 2)
+    assert prompt.startswith("<|im_start|>") and prompt.endswith("<|im_start|>assistant\n")
+    assert level_prompt(2, CAPTIONS[1]) in prompt
+    assert type(generator.load()[1]).__name__ == "Qwen2VLForConditionalGeneration"
+    (text,) = generator.rewrite([CAPTIONS[1]], [2])
+    assert text is None or isinstance(text, str) and text == text.strip() and text
 
 
 def test_builder_records_model_rewrites(tiny_lm, tmp_path):

@@ -92,7 +92,8 @@ class RewriteGenerator:
             raise ValueError(f"levels must be a non-empty subset of {LEVELS}, got {self.config.levels!r}")
         if self.config.batch_size < 1 or self.config.max_new_tokens < 1:
             raise ValueError("batch_size and max_new_tokens must be positive")
-        self._loaded: tuple[Any, Any] | None = None
+        self._tokenizer: Any = None
+        self._model: Any = None
 
     @property
     def name(self) -> str:
@@ -104,15 +105,14 @@ class RewriteGenerator:
 
     def __setstate__(self, state: dict) -> None:
         self.config = RewriteConfig(**state)
-        self._loaded = None
+        self._tokenizer = self._model = None
 
     def __repr__(self) -> str:
         return f"RewriteGenerator({self.config!r})"
 
     def prompt(self, caption: str, level: int) -> str:
         """The full model input for rewriting ``caption`` at ``level`` (chat template applied when there is one)."""
-        tokenizer, _ = self.load()
-        return self._format(tokenizer, level_prompt(level, caption))
+        return self._format(self.tokenizer, level_prompt(level, caption))
 
     def rewrite(self, captions: Sequence[str], levels: Sequence[int]) -> list[str | None]:
         """One rewrite per ``(caption, level)``, in order; ``None`` where the model wrote nothing usable."""
@@ -127,26 +127,36 @@ class RewriteGenerator:
             out.extend(self._generate(tokenizer, model, prompts[start:start + self.config.batch_size]))
         return out
 
-    def load(self) -> tuple[Any, Any]:
-        """``(tokenizer, model)``, loaded once."""
-        if self._loaded is None:
-            from transformers import AutoModelForCausalLM, AutoModelForImageTextToText, AutoTokenizer
+    @property
+    def tokenizer(self) -> Any:
+        """The checkpoint's tokenizer (left padding; EOS pads when it has no pad token), loaded once."""
+        if self._tokenizer is None:
+            from transformers import AutoTokenizer
 
             c = self.config
-            device = resolve_device(c.device)
             tokenizer = load_or_explain(AutoTokenizer.from_pretrained, c.model, "tokenizer", revision=c.revision)
             tokenizer.padding_side = "left"
             if tokenizer.pad_token is None:
                 tokenizer.pad_token = tokenizer.eos_token
+            self._tokenizer = tokenizer
+        return self._tokenizer
+
+    def load(self) -> tuple[Any, Any]:
+        """``(tokenizer, model)``, loaded once: a causal LM, else an image-text-to-text (VLM) model."""
+        if self._model is None:
+            from transformers import AutoModelForCausalLM, AutoModelForImageTextToText
+
+            c = self.config
+            device = resolve_device(c.device)
             kwargs = {"revision": c.revision, "dtype": resolve_dtype(c.dtype, device)}
             try:
                 model = AutoModelForCausalLM.from_pretrained(c.model, **kwargs)
             except ValueError:  # a VLM: no causal-LM class for its config
                 model = load_or_explain(AutoModelForImageTextToText.from_pretrained, c.model, "chat model", **kwargs)
-            except OSError:
+            except OSError:  # missing or unreachable: the shared, explained error
                 model = load_or_explain(AutoModelForCausalLM.from_pretrained, c.model, "chat model", **kwargs)
-            self._loaded = (tokenizer, model.to(device).eval())
-        return self._loaded
+            self._model = model.to(device).eval()
+        return self.tokenizer, self._model
 
     @staticmethod
     def _format(tokenizer: Any, text: str) -> str:
