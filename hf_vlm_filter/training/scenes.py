@@ -31,8 +31,9 @@ from __future__ import annotations
 import random
 from dataclasses import dataclass, replace
 
-from datasets import Dataset
-from PIL import Image, ImageDraw
+from datasets import Dataset, Features, Image, Value
+from PIL import Image as PILImage
+from PIL import ImageDraw
 
 from .levels import graded_caption_features, judge_target, score_for_level
 
@@ -73,10 +74,10 @@ class Scene:
         noun = self.shape if self.count == 1 else self.shape + "s"
         return f"{_COUNT_WORDS[self.count]} {self.colour} {noun} {_POSITION_PHRASES[self.position]}"
 
-    def draw(self, size: int = 64, rng: random.Random | None = None) -> Image.Image:
+    def draw(self, size: int = 64, rng: random.Random | None = None) -> PILImage.Image:
         """The scene as an RGB ``size`` x ``size`` image; shape placement jitters with ``rng``."""
         rng = rng or random.Random(0)
-        image = Image.new("RGB", (size, size), "white")
+        image = PILImage.new("RGB", (size, size), "white")
         pen = ImageDraw.Draw(image)
         half = size // 2
         # region (x0, y0, width, height) of the group, and the axis its shapes are laid along
@@ -122,6 +123,21 @@ def graded_caption(scene: Scene, level: int, rng: random.Random) -> str:
     if level == 0:
         return wrong_facts(scene, PERTURBABLE + ("position",), rng).caption()
     raise ValueError(f"level must be one of 0, 1, 2, 3, got {level!r}")
+
+
+def scene_pairs(num_scenes: int, *, seed: int = 0, image_size: int = 64) -> Dataset:
+    """``num_scenes`` random scenes as plain ``image`` / ``caption`` pairs with exact captions.
+
+    A source for :func:`~hf_vlm_filter.training.builder.build_judge_dataset`, whose generic offline
+    perturbations then make the lower levels (instead of :func:`scene_dataset`'s scene-aware ones).
+    """
+    if num_scenes < 1:
+        raise ValueError(f"num_scenes must be positive, got {num_scenes}")
+    rng = random.Random(seed)
+    scenes = [Scene.random(rng) for _ in range(num_scenes)]
+    return Dataset.from_dict({"image": [scene.draw(image_size, rng) for scene in scenes],
+                              "caption": [scene.caption() for scene in scenes]},
+                             features=Features({"image": Image(), "caption": Value("string")}))
 
 
 def scene_dataset(num_scenes: int, *, seed: int = 0, image_size: int = 64,
