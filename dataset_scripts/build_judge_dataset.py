@@ -71,7 +71,8 @@ def main(argv: list[str] | None = None) -> None:
     else:
         graded.save_to_disk(str(out))
     for split, dataset in graded.items():
-        per_level = "  ".join(f"{level} {name}: {count}" for level, (name, count) in enumerate(level_counts(dataset).items()))
+        counts = level_counts(dataset).items()
+        per_level = "  ".join(f"{level} {name}: {count}" for level, (name, count) in enumerate(counts))
         print(f"{split}: {len(dataset)} examples  |  {per_level}")
     print(f"written to {out} ({args.format})")
 

@@ -349,7 +349,8 @@ def test_cli_writes_and_prints_level_counts(tmp_path):
     out = tmp_path / "graded"
     result = subprocess.run(
         [sys.executable, "dataset_scripts/build_judge_dataset.py", str(path), "--out", str(out),
-         "--levels", "4,4,4,4", "--examples-per-image", "4", "--validation-fraction", "0.25", "--seed", "3", "--limit", "16"],
+         "--levels", "4,4,4,4", "--examples-per-image", "4", "--validation-fraction", "0.25", "--seed", "3",
+         "--limit", "16"],
         capture_output=True, text=True, check=True,
     )
     graded = load_from_disk(str(out))

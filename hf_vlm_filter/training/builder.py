@@ -100,9 +100,13 @@ class JudgeDatasetConfig(datasets.BuilderConfig):
     pool_size: int = 512
     justify: bool = False
 
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        self.levels = _level_targets(self.levels)  # a {level: weight} mapping becomes four weights
+
 
 class JudgeDatasetBuilder(datasets.GeneratorBasedBuilder):
-    """``GeneratorBasedBuilder`` of graded judge-training examples; configure it with :class:`JudgeDatasetConfig` fields.
+    """``GeneratorBasedBuilder`` of graded judge-training examples, set up with :class:`JudgeDatasetConfig` fields.
 
     Example:
         >>> builder = JudgeDatasetBuilder(source=my_dataset, levels=(1, 1, 1, 1), seed=0)  # doctest: +SKIP

@@ -42,7 +42,7 @@ def _prompt_template(level: int) -> str:
 
 
 def level_prompt(level: int, caption: str = "", *, template: bool = False) -> str:
-    """The package's rewrite prompt for ``level`` with ``caption`` filled in (the raw template with ``template=True``)."""
+    """The package's rewrite prompt for ``level`` with ``caption`` filled in (``template=True``: unfilled)."""
     if level not in LEVELS:
         raise ValueError(f"level must be one of {LEVELS}, got {level!r}")
     text = _prompt_template(level).strip()
