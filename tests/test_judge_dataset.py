@@ -238,6 +238,12 @@ def test_builder_class_prepares_like_the_function(source, graded, tmp_path):
     builder.download_and_prepare()
     prepared = builder.as_dataset()
     assert _rows(prepared["validation"]) == _rows(graded["validation"])
+    # the same builder streams its examples without writing them
+    streamed = JudgeDatasetBuilder(cache_dir=str(tmp_path / "stream"), source=source.to_iterable_dataset(),
+                                   examples_per_image=3, validation_fraction=0.25, seed=5).as_streaming_dataset()
+    columns = ["text", "level", "generator", "source_id"]
+    expected = graded["train"].select_columns(columns).to_list()
+    assert [{c: row[c] for c in columns} for row in streamed["train"]] == expected
 
 
 def test_documents_layout(tmp_path):
