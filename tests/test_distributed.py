@@ -98,18 +98,19 @@ def read_rank_rows(out: Path, rank: int) -> list[dict]:
 
 
 def test_torchrun_style_processes_filter_with_gloo(sources, reference, tiny_judge_path, tmp_path):
-    """Three real rank processes over two shards, with the environment torchrun sets and a gloo group:
-    together they keep exactly the rows the in-memory filter keeps, and rank 0 writes one card."""
+    """Two real rank processes over three shards (so split row by row), with the environment torchrun
+    sets and a gloo group: together they keep exactly the rows the in-memory filter keeps, and rank 0
+    writes one card."""
     scores = sorted(row["judge_score"] for row in reference.values() if not math.isnan(row["judge_score"]))
     threshold = scores[len(scores) // 2]
     out = tmp_path / "job"
-    argv = ["filter", str(sources[2]), "--model", tiny_judge_path, "--streaming", "--out", str(out),
+    argv = ["filter", str(sources[3]), "--model", tiny_judge_path, "--streaming", "--out", str(out),
             "--threshold", repr(threshold), "--batch-size", "2", "--shard-rows", "2",
             "--min-pixels", str(PIXELS["min_pixels"]), "--max-pixels", str(PIXELS["max_pixels"])]
-    results = launch_ranks(argv, world_size=3)
+    results = launch_ranks(argv, world_size=2)
     for rank, result in enumerate(results):
         assert result.returncode == 0, (rank, result.stderr[-3000:])
-    assert "rank 0 writes the card" in results[1].stdout and "rank 0 writes the card" in results[2].stdout
+    assert "rank 0 writes the card" in results[1].stdout
     assert "wrote" in results[0].stdout
 
     ids = [row["id"] for row in read_job_output(out).to_pylist()]
@@ -118,7 +119,8 @@ def test_torchrun_style_processes_filter_with_gloo(sources, reference, tiny_judg
     assert sorted(ids) == [i for i in range(ROWS) if mask[i]] and len(set(ids)) == len(ids)
     assert_rows_match(read_job_output(out).to_pylist(), reference)
     manifest = json.loads((out / "manifest.json").read_text())
-    assert manifest["world_size"] == 3 and manifest["run"]["summary"]["rows"] == ROWS
+    assert manifest["world_size"] == 2 and manifest["run"]["summary"]["rows"] == ROWS
+    assert {shard["path"][:len("data/train-r000")] for shard in manifest["shards"]} == {"data/train-r000", "data/train-r001"}
     assert "--streaming" in (out / "README.md").read_text()
 
 
