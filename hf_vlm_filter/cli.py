@@ -171,6 +171,10 @@ def run(args: argparse.Namespace) -> int:
         judge = CompositeScorer(scorers)
     if thresholds is not None:
         _check_threshold_columns(thresholds, judge)
+    if args.streaming:
+        from .distributed import on_local_device
+
+        judge = on_local_device(judge)  # under torchrun: this rank's GPU, chosen before the model loads
     judge.load()  # fail now, with the checkpoint's own message, rather than inside map
     threshold = thresholds.get(judge.score_column) if thresholds is not None else None
     keep_errors = bool(getattr(args, "keep_errors", False))
