@@ -56,6 +56,8 @@ class ScoreHeadSize:
         text_hidden / text_layers / text_heads: the Qwen2 decoder (``text_heads // 2`` KV heads).
         image_tokens: tokens the projector pools the patch grid to (a square number).
         num_labels: 1 = regression on levels 0-3, 4 = level classes.
+        init_std: standard deviation of the decoder's initial weights (``None``: ``1 / sqrt(text_hidden)``;
+            transformers' 0.02 suits wide models, and leaves a narrow one on a long plateau).
     """
 
     image_size: int = 56
@@ -68,6 +70,7 @@ class ScoreHeadSize:
     text_heads: int = 4
     image_tokens: int = 16
     num_labels: int = 1
+    init_std: float | None = None
 
     def __post_init__(self) -> None:
         if self.image_size % self.patch_size:
@@ -97,6 +100,7 @@ def new_score_head(out_dir: str | Path, size: ScoreHeadSize = ScoreHeadSize(), s
         "rope_theta": 10_000.0, "rms_norm_eps": 1e-6, "tie_word_embeddings": True,
         "bos_token_id": tokenizer.convert_tokens_to_ids("<|endoftext|>"), "eos_token_id": tokenizer.eos_token_id,
         "pad_token_id": tokenizer.pad_token_id, "hidden_act": "silu",
+        "initializer_range": size.init_std if size.init_std is not None else size.text_hidden ** -0.5,
     }
     torch.manual_seed(seed)
     model = UniFilterModel(Qwen2Config(**text), vision, num_labels=size.num_labels, num_image_tokens=size.image_tokens)

@@ -29,7 +29,7 @@ Example:
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -255,8 +255,3 @@ class _LevelEvaluatingTrainer(Trainer):
         self.log(logged)
         self.control = self.callback_handler.on_evaluate(self.args, self.state, self.control, logged)
         return logged
-
-
-def options_dict(options: JudgeTrainingOptions) -> dict[str, Any]:
-    """The options as a JSON-friendly dict (for records such as ``benchmarks/RESULTS.md``)."""
-    return {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(options).items()}
