@@ -57,6 +57,7 @@ class QualityRun:
     threads: int = 1
     seed: int = 0
     levels: str = "scenes"
+    show_progress: bool = False
 
 
 def run(config: QualityRun, work_dir: str | Path) -> dict:
@@ -77,7 +78,7 @@ def _run(config: QualityRun, work: Path) -> dict:
     options = JudgeTrainingOptions(
         learning_rate=config.learning_rate, warmup_steps=config.warmup_steps, batch_size=config.batch_size,
         max_steps=config.steps, eval_steps=config.eval_every, logging_steps=max(1, config.steps // 10),
-        seed=config.seed, eval_batch_size=64,
+        seed=config.seed, eval_batch_size=64, show_progress=config.show_progress,
     )
     start = time.perf_counter()
     trained = train_judge(train, work / "judge", base_model=base, eval_dataset=held_out, options=options)
@@ -136,7 +137,7 @@ def main() -> None:
     args = parser.parse_args()
     config = QualityRun(train_scenes=args.train_scenes, eval_scenes=args.eval_scenes, steps=args.steps,
                         batch_size=args.batch_size, learning_rate=args.lr, eval_every=args.eval_every,
-                        threads=args.threads, seed=args.seed, levels=args.levels,
+                        threads=args.threads, seed=args.seed, levels=args.levels, show_progress=True,
                         size=replace(defaults.size, init_std=args.init_std or None))
     with tempfile.TemporaryDirectory() as scratch:
         result = run(config, args.out or scratch)

@@ -35,7 +35,7 @@ from typing import Any
 
 import torch
 from datasets import Dataset, DatasetDict
-from transformers import Trainer, TrainingArguments
+from transformers import PrinterCallback, Trainer, TrainingArguments
 
 from .metrics import level_metrics
 
@@ -61,7 +61,8 @@ class JudgeTrainingOptions:
         lora_alpha / lora_dropout / lora_targets: generative LoRA settings (decoder projections).
         min_pixels / max_pixels: generative: the image pixel budget; score with the same budget.
         max_caption_tokens: generative: captions are cut to this many tokens, as in the judge.
-        show_progress: a tqdm progress bar over the training steps.
+        show_progress: a tqdm progress bar over the training steps, with the logs (loss, evaluations)
+            printed; ``False``: quiet (logs are kept in the ``Trainer`` state only).
     """
 
     learning_rate: float = 1e-4
@@ -161,6 +162,8 @@ def train_judge(
         train_dataset=train_dataset,
         eval_dataset=eval_dataset,
     )
+    if not options.show_progress:
+        trainer.remove_callback(PrinterCallback)   # quiet: the logs stay in trainer.state.log_history
     result = trainer.train()
     if eval_dataset is not None and (not trainer.history or trainer.history[-1]["step"] != trainer.state.global_step):
         trainer.evaluate()
