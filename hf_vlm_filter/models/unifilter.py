@@ -305,7 +305,10 @@ def load_unifilter_processors(spec: UniFilterSpec) -> tuple[Any, Any]:
     from transformers import AutoTokenizer
     from transformers.models.siglip import SiglipImageProcessorPil
 
-    tokenizer = load_or_explain(AutoTokenizer.from_pretrained, str(spec.folder), "UniFilter tokenizer")
+    # The text config tells AutoTokenizer the tokenizer family; without it transformers reads config.json
+    # (model_type llava_qwen, unknown to it) and warns on every load.
+    tokenizer = load_or_explain(AutoTokenizer.from_pretrained, str(spec.folder), "UniFilter tokenizer",
+                                config=spec.text_config())
     size = spec.vision_config().image_size
     for folder in (spec.folder, spec.vision_folder()):
         if folder is not None and (folder / "preprocessor_config.json").is_file():
