@@ -77,6 +77,12 @@ def top_fraction(dataset: Any, column: str, fraction: float, higher_is_better: b
     the ``1 - fraction`` quantile (``fraction`` quantile when lower is better) of the scored rows,
     computed with numpy; rows at or beyond it are kept (ties at the cut-off are all kept), rows with
     NaN are dropped, and row order is preserved.
+
+    Example:
+        >>> from datasets import Dataset
+        >>> scored = Dataset.from_dict({"id": [0, 1, 2, 3, 4], "clip_score": [0.31, float("nan"), 0.18, 0.27, 0.22]})
+        >>> list(top_fraction(scored, "clip_score", 0.5)["id"])
+        [0, 3]
     """
     import numpy as np
     from datasets import Dataset, IterableDataset

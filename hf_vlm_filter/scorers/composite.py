@@ -31,7 +31,19 @@ def _image_column(scorer: Scorer, batch: Batch) -> str | None:
 
 
 class CompositeScorer:
-    """Run ``scorers`` on each batch, decoding each image once; returns the union of their columns."""
+    """Run ``scorers`` on each batch, decoding each image once; returns the union of their columns.
+
+    Example:
+        >>> from datasets import Dataset
+        >>> from PIL import Image
+        >>> from hf_vlm_filter import ClipScorer, CompositeScorer, VLMJudge
+        >>> from hf_vlm_filter.testing import save_tiny_model
+        >>> both = CompositeScorer([VLMJudge(str(save_tiny_model("/tmp/tiny-judge")), device="cpu"),
+        ...                         ClipScorer(str(save_tiny_model("/tmp/tiny-clip", kind="clip")), device="cpu")])
+        >>> ds = Dataset.from_dict({"image": [Image.new("RGB", (64, 48), "red")], "caption": ["a red card"]})
+        >>> sorted(ds.map(both, batched=True).column_names)
+        ['caption', 'clip_error', 'clip_score', 'image', 'judge_error', 'judge_score']
+    """
 
     def __init__(self, scorers: Sequence[Scorer]) -> None:
         if not scorers:

@@ -147,5 +147,18 @@ def get_unifilter_document_scorer(**options: Any) -> UniFilterDocumentScorer:
 
 
 def unifilter_document_scores(batch: Batch, rank: int | None = None, **options: Any) -> dict[str, list[Any]]:
-    """Batched map function over OBELICS-layout documents: adds ``unifilter_score`` and ``unifilter_error``."""
+    """Batched map function over OBELICS-layout documents: adds ``unifilter_score`` and ``unifilter_error``.
+
+    Example:
+        >>> from datasets import Dataset
+        >>> from PIL import Image
+        >>> from hf_vlm_filter.testing import save_tiny_model
+        >>> tiny = str(save_tiny_model("/tmp/tiny-unifilter", kind="unifilter"))
+        >>> docs = Dataset.from_dict({"texts": [["A red card.", None, "It is on a table."]],
+        ...                           "images": [[None, Image.new("RGB", (64, 48), "red"), None]]})
+        >>> out = docs.map(unifilter_document_scores, batched=True, fn_kwargs={"model": tiny, "device": "cpu"})
+        >>> row = out[0]
+        >>> row["unifilter_error"], row["unifilter_score"] == row["unifilter_score"]  # scored: not NaN
+        ('', True)
+    """
     return get_unifilter_document_scorer(**options)(batch, rank)

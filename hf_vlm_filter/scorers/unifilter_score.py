@@ -132,5 +132,17 @@ def get_unifilter_scorer(**options: Any) -> UniFilterScorer:
 
 
 def unifilter_scores(batch: Batch, rank: int | None = None, **options: Any) -> dict[str, list[Any]]:
-    """Batched map function: adds ``unifilter_score`` and ``unifilter_error`` (options via ``fn_kwargs``)."""
+    """Batched map function: adds ``unifilter_score`` and ``unifilter_error`` (options via ``fn_kwargs``).
+
+    Example:
+        >>> from datasets import Dataset
+        >>> from PIL import Image
+        >>> from hf_vlm_filter.testing import save_tiny_model
+        >>> tiny = str(save_tiny_model("/tmp/tiny-unifilter", kind="unifilter"))
+        >>> ds = Dataset.from_dict({"image": [Image.new("RGB", (64, 48), "red"), None],
+        ...                         "caption": ["a red card", "no image here"]})
+        >>> out = ds.map(unifilter_scores, batched=True, fn_kwargs={"model": tiny, "device": "cpu"})
+        >>> list(out["unifilter_error"])
+        ['', 'missing image']
+    """
     return get_unifilter_scorer(**options)(batch, rank)
