@@ -84,6 +84,7 @@ def test_job_equals_in_memory_filter_and_shards_are_bounded(pairs, tiny_judge_pa
     summary = result.run.summary
     assert (summary.rows, summary.scored, summary.kept) == (24, 21, len(expected_rows))
     assert summary.errors == {"empty caption": 2, "not an image (unrecognised format)": 1}
+    assert (summary.threshold, summary.thresholds) == (thresholds["judge_score"], thresholds)  # card metadata agrees
     manifest = json.loads((tmp_path / "job" / "manifest.json").read_text())
     assert manifest["run"]["thresholds"] == thresholds and len(manifest["shards"]) == len(sizes)
 

@@ -314,7 +314,8 @@ class _RankWriter:
             self.stream.load_state_dict(state.dataset_state)
         self.score_columns = [info.score_column for info in run.scorers]
         self.summary = (RunSummary.from_dict(state.summary) if state.summary else
-                        RunSummary(threshold=None, keep_errors=run.keep_errors, thresholds=run.thresholds))
+                        RunSummary(threshold=(run.thresholds or {}).get(self.score_columns[0]),
+                                   keep_errors=run.keep_errors, thresholds=run.thresholds))
         self.buffer = self._read_side(state.carry_file)
         self.new_scores: list[Any] = []
         self.new_shards: list[str] = []
