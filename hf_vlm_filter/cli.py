@@ -176,7 +176,6 @@ def run(args: argparse.Namespace) -> int:
 
         judge = on_local_device(judge)  # under torchrun: this rank's GPU, chosen before the model loads
     judge.load()  # fail now, with the checkpoint's own message, rather than inside map
-    threshold = thresholds.get(judge.score_column) if thresholds is not None else None
     keep_errors = bool(getattr(args, "keep_errors", False))
     args.out.mkdir(parents=True, exist_ok=True)
     from .hub.run_record import FilterRun

@@ -8,7 +8,7 @@ import pickle
 import numpy as np
 import pytest
 import torch
-from datasets import Dataset, Image as ImageFeature
+from datasets import Dataset
 from datasets.fingerprint import Hasher
 
 from hf_vlm_filter import CheckpointUnavailableError, JudgeConfig, VLMJudge, judge_filter, judge_scores

@@ -98,8 +98,6 @@ def test_only_answer_tokens_count_in_a_multi_turn_conversation(tiny_vlm_path):
 
 
 def test_bad_conversations_get_reasons(tiny_vlm_path):
-    from datasets import Dataset
-
     from .conftest import random_image
 
     scorer = InstructionQuality(tiny_vlm_path, device="cpu")

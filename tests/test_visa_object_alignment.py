@@ -7,7 +7,7 @@ import math
 
 import numpy as np
 import pytest
-from datasets import Dataset, Features, Value
+from datasets import Dataset, Value
 
 from hf_vlm_filter.scorers.base import map_with_scorer
 from hf_vlm_filter.visa import DocumentFrequencies, ObjectAlignmentScore, ObjectTagCounter, default_tags, oa_document_frequencies

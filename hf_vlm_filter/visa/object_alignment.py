@@ -41,7 +41,7 @@ import numpy as np
 import torch
 from datasets import Value
 
-from ..inputs import ImagePolicy, RowError, load_image
+from ..inputs import ImagePolicy, load_image
 from ..models.loading import load_or_explain
 from ..scorers.base import Batch, Scorer
 from .conversations import image_cell
