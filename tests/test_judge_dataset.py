@@ -10,7 +10,7 @@ import sys
 from collections import Counter
 
 import pytest
-from datasets import ClassLabel, Dataset, DatasetDict, load_from_disk
+from datasets import ClassLabel, Dataset, DatasetDict, Image, load_from_disk
 
 from hf_vlm_filter.models.loading import CheckpointUnavailableError
 from hf_vlm_filter.training.builder import (
@@ -230,6 +230,19 @@ def test_an_empty_split_is_an_empty_dataset_with_the_features(tmp_path):
     graded = build_judge_dataset(caption_source(3), validation_fraction=0.01, seed=0, cache_dir=str(tmp_path))
     assert len(graded["train"]) == 3 and len(graded["validation"]) == 0
     assert graded["validation"].features == graded_caption_features()
+
+
+def test_rows_the_scorers_would_refuse_are_skipped_not_built(tmp_path):
+    good = caption_source(6)
+    rows = good.cast_column("image", Image(decode=False)).to_list()
+    rows[1]["image"] = {"bytes": b"not an image", "path": None}
+    rows[2]["image"] = {"bytes": rows[2]["image"]["bytes"][:40], "path": None}  # truncated PNG
+    rows[3]["image"] = {"bytes": None, "path": str(tmp_path / "missing.png")}
+    rows[4]["caption"] = "   "
+    source = Dataset.from_list(rows, features=good.features.copy()).cast_column("image", Image(decode=False))
+    graded = build_judge_dataset(source, validation_fraction=0.01, seed=0, cache_dir=str(tmp_path / "c"))
+    assert sorted(graded["train"]["source_id"]) == ["pair-000", "pair-005"]
+    assert all(example["image"].size == (24, 24) for example in graded["train"])  # every kept image decodes
 
 
 def test_builder_class_prepares_like_the_function(source, graded, tmp_path):

@@ -51,6 +51,7 @@ from typing import Any
 import datasets
 from datasets import DatasetDict, Features, Image, IterableDataset, List, Value
 
+from ..inputs import RowError, load_image
 from ..sources import lazy_images, load_source
 from .levels import LEVEL_NAMES, graded_caption_features, judge_target, score_for_level
 from .perturb import justification, perturb, perturb_document
@@ -544,7 +545,9 @@ def _document_row(texts: Any, images: Any, source_id: str, image_root: str | Non
 
 
 def _image_cell(cell: Any, image_root: str | None) -> dict | None:
-    """``cell`` as ``{"bytes", "path"}`` with the bytes read in, or ``None`` when there is no image."""
+    """``cell`` as ``{"bytes", "path"}`` with the bytes read in, or ``None`` when there is no usable
+    image: none, or one the scorers' :func:`~hf_vlm_filter.inputs.load_image` refuses (corrupt,
+    truncated, not an image...), which would stop training at its first batch."""
     if cell is None:
         return None
     if isinstance(cell, (str, Path)):
@@ -560,7 +563,12 @@ def _image_cell(cell: Any, image_root: str | None) -> dict | None:
         if not path.is_file():
             return None
         encoded = {"bytes": path.read_bytes(), "path": path.name}
-    return {"bytes": bytes(encoded["bytes"]), "path": encoded.get("path")}
+    data = bytes(encoded["bytes"])
+    try:
+        load_image({"bytes": data, "path": None})
+    except RowError:
+        return None
+    return {"bytes": data, "path": encoded.get("path")}
 
 
 def _image_key(image: dict, source_id: str) -> str:
