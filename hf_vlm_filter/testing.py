@@ -219,13 +219,10 @@ def _save_tiny_qwen2_vl(out: Path, seed: int) -> None:
 
 
 def _save_tiny_unifilter(out: Path, seed: int, num_labels: int = 1) -> None:
-    import json
-
-    from safetensors.torch import save_file
     from transformers import Qwen2Config, SiglipVisionConfig
     from transformers.models.siglip import SiglipImageProcessorPil
 
-    from .models.unifilter import UniFilterModel, ours_to_published
+    from .models.unifilter import UniFilterModel, save_published_checkpoint
 
     tokenizer = tiny_qwen_tokenizer()
     tower = "siglip-tiny-patch7-42"
@@ -243,18 +240,13 @@ def _save_tiny_unifilter(out: Path, seed: int, num_labels: int = 1) -> None:
     # The published LLaVA-style config: a Qwen2 config plus the mm_* keys of the training scripts.
     config = {
         "architectures": ["LlavaQwenClassifier"], "model_type": "llava_qwen", **text,
-        "id2label": {str(i): f"LABEL_{i}" for i in range(num_labels)},
-        "label2id": {f"LABEL_{i}": i for i in range(num_labels)},
         "mm_vision_tower": tower, "mm_projector_type": "aapool_mlp", "mm_hidden_size": vision.hidden_size,
         "mm_vision_select_layer": -1, "mm_vision_select_feature": "patch", "mm_patch_merge_type": "flat",
         "mm_num_image_tokens": 9, "mm_use_im_start_end": False, "mm_use_im_patch_token": False,
         "use_mm_proj": True, "image_aspect_ratio": "pad", "tokenizer_padding_side": "right",
         "tokenizer_model_max_length": 2048, "torch_dtype": "float32",
     }
-    (out / "config.json").write_text(json.dumps(config, indent=2))
-    weights = {ours_to_published(n): t.contiguous() for n, t in model.state_dict().items()}
-    save_file(weights, str(out / "model.safetensors"), metadata={"format": "pt"})
-    tokenizer.save_pretrained(out)
+    save_published_checkpoint(model, config, tokenizer, out)
     vision.save_pretrained(out / tower)
     SiglipImageProcessorPil(size={"height": 42, "width": 42}, image_mean=[0.5] * 3,
                             image_std=[0.5] * 3).save_pretrained(out / tower)

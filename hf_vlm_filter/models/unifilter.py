@@ -166,6 +166,36 @@ def ours_to_published(name: str) -> str:
     raise KeyError(name)
 
 
+def save_published_checkpoint(model: UniFilterModel, config: dict[str, Any], tokenizer: Any, out_dir: str | Path) -> Path:
+    """Save ``model`` in the published UniFilter layout: ``config.json`` (``config`` plus the head's
+    ``id2label`` / ``label2id``), safetensors under published names, and the tokenizer. Vision-tower
+    files are the caller's."""
+    from safetensors.torch import save_file
+
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    labels = model.num_labels
+    config = {**config, "id2label": {str(i): f"LABEL_{i}" for i in range(labels)},
+              "label2id": {f"LABEL_{i}": i for i in range(labels)}}
+    config.pop("num_labels", None)
+    (out / "config.json").write_text(json.dumps(config, indent=2))
+    weights = {ours_to_published(n): t.detach().to("cpu").contiguous() for n, t in model.state_dict().items()}
+    save_file(weights, str(out / "model.safetensors"), metadata={"format": "pt"})
+    tokenizer.save_pretrained(out)
+    return out
+
+
+def head_readout(logits: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """``(score, class probabilities)`` from score-head logits: the regression value and ``None`` for
+    one label; else the expected level under the softmax, and the softmax."""
+    logits = logits.float()
+    if logits.shape[-1] == 1:
+        return logits[:, 0], None
+    probs = logits.softmax(-1)
+    levels = torch.arange(probs.shape[-1], dtype=probs.dtype, device=probs.device)
+    return (probs * levels).sum(-1), probs
+
+
 # ---- configuration ----------------------------------------------------------------------------
 @dataclass(frozen=True)
 class UniFilterSpec:

@@ -22,6 +22,7 @@ from ..inputs import ImagePolicy, clean_caption, load_image
 from ..models.unifilter import (
     UniFilterSpec,
     caption_input_ids,
+    head_readout,
     load_unifilter,
     load_unifilter_processors,
     read_spec,
@@ -116,14 +117,12 @@ class UniFilterScorer(Scorer):
     @torch.inference_mode()
     def score_prepared(self, items: list[UniFilterItem], rank: int | None = None) -> list[dict[str, Any]]:
         model = self.model(rank)
-        logits = model([item.input_ids for item in items], torch.cat([item.pixel_values for item in items])).float()
-        if logits.shape[-1] == 1:
-            return [{"unifilter_score": value} for value in logits[:, 0].cpu().tolist()]
-        probs = logits.softmax(-1)
-        levels = torch.arange(probs.shape[-1], dtype=probs.dtype, device=probs.device)
-        expected = (probs * levels).sum(-1)
+        logits = model([item.input_ids for item in items], torch.cat([item.pixel_values for item in items]))
+        scores, probs = head_readout(logits)
+        if probs is None:
+            return [{"unifilter_score": value} for value in scores.cpu().tolist()]
         return [{"unifilter_score": s, "unifilter_probs": p}
-                for s, p in zip(expected.cpu().tolist(), probs.cpu().tolist())]
+                for s, p in zip(scores.cpu().tolist(), probs.cpu().tolist())]
 
 
 def get_unifilter_scorer(**options: Any) -> UniFilterScorer:

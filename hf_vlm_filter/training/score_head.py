@@ -18,7 +18,6 @@ Example:
 
 from __future__ import annotations
 
-import json
 import shutil
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -32,10 +31,11 @@ from ..inputs import ImagePolicy, clean_caption, load_image
 from ..models.unifilter import (
     UniFilterModel,
     caption_input_ids,
+    head_readout,
     load_unifilter,
     load_unifilter_processors,
-    ours_to_published,
     read_spec,
+    save_published_checkpoint,
 )
 
 if TYPE_CHECKING:
@@ -118,25 +118,7 @@ def new_score_head(out_dir: str | Path, size: ScoreHeadSize = ScoreHeadSize(), s
                                         image_mean=[0.5] * 3, image_std=[0.5] * 3)
     vision.save_pretrained(out / tower)
     processor.save_pretrained(out / tower)
-    save_score_head(model, config, tokenizer, out)
-    return out
-
-
-def save_score_head(model: UniFilterModel, config: dict[str, Any], tokenizer: Any, out_dir: str | Path) -> Path:
-    """Save ``model`` in the published UniFilter layout: ``config.json`` (``config`` with the head's
-    labels), safetensors under published names, and the tokenizer. Vision-tower files are the caller's."""
-    from safetensors.torch import save_file
-
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    labels = model.num_labels
-    config = {**config, "id2label": {str(i): f"LABEL_{i}" for i in range(labels)},
-              "label2id": {f"LABEL_{i}": i for i in range(labels)}}
-    config.pop("num_labels", None)
-    (out / "config.json").write_text(json.dumps(config, indent=2))
-    weights = {ours_to_published(n): t.detach().to("cpu").contiguous() for n, t in model.state_dict().items()}
-    save_file(weights, str(out / "model.safetensors"), metadata={"format": "pt"})
-    tokenizer.save_pretrained(out)
+    save_published_checkpoint(model, config, tokenizer, out)
     return out
 
 
@@ -196,15 +178,6 @@ class ScoreHeadForTraining(nn.Module):
         return out
 
 
-def head_scores(logits: torch.Tensor) -> torch.Tensor:
-    """The scorer's ``unifilter_score`` from head logits: the regression value, or the expected level."""
-    logits = logits.float()
-    if logits.shape[-1] == 1:
-        return logits[:, 0]
-    probs = logits.softmax(-1)
-    return (probs * torch.arange(probs.shape[-1], dtype=probs.dtype, device=probs.device)).sum(-1)
-
-
 class ScoreHeadRecipe:
     """What :func:`~hf_vlm_filter.training.trainer.train_judge` needs for a score head: the model to
     train, its collator, how to score an evaluation set, and how to save the result."""
@@ -237,14 +210,14 @@ class ScoreHeadRecipe:
             batch = self.collator(list(rows))
             batch.pop("labels", None)
             batch = {key: value.to(device) for key, value in batch.items()}
-            scores += head_scores(model(**batch)["logits"]).cpu().tolist()
+            scores += head_readout(model(**batch)["logits"])[0].cpu().tolist()
         return scores
 
     def save(self, model: nn.Module, out_dir: str | Path) -> Path:
         """Save in the published layout, with the base checkpoint's vision-tower folder and processor."""
         out = Path(out_dir)
         unifilter = model.model if isinstance(model, ScoreHeadForTraining) else model
-        save_score_head(unifilter, self.spec.raw, self.tokenizer, out)
+        save_published_checkpoint(unifilter, self.spec.raw, self.tokenizer, out)
         tower = self.spec.vision_folder()
         if tower is not None and tower.parent == self.spec.folder:
             shutil.copytree(tower, out / tower.name, dirs_exist_ok=True)
