@@ -54,7 +54,7 @@ from datasets import DatasetDict, Features, Image, IterableDataset, List, Value
 from ..inputs import RowError, load_image
 from ..sources import lazy_images, load_source
 from .levels import LEVEL_NAMES, graded_caption_features, judge_target, score_for_level
-from .perturb import justification, perturb, perturb_document
+from .perturb import _normalise, justification, perturb, perturb_document
 
 logger = logging.getLogger(__name__)
 
@@ -183,7 +183,7 @@ def build_judge_dataset(
         'score: {7}'
     """
     config = {
-        "source": source, "levels": _level_targets(levels), "examples_per_image": examples_per_image,
+        "source": source, "levels": levels, "examples_per_image": examples_per_image,
         "validation_fraction": validation_fraction, "seed": seed, "generator": generator, "layout": layout,
         "streaming": streaming, "limit": limit, "image_column": image_column, "text_column": text_column,
         "id_column": id_column, "source_split": source_split, "pool_size": pool_size, "justify": justify,
@@ -333,7 +333,7 @@ class _GradedStream:
     def _make(self, plan: _Plan) -> dict | None:
         dealt = plan.levels[0]
         if plan.rewritten is not None:
-            if dealt == 3 or not _same(plan.rewritten, plan.row.caption):
+            if dealt == 3 or _normalise(plan.rewritten) != _normalise(plan.row.caption or ""):
                 return self._example(plan.row, dealt, {"text": plan.rewritten}, self.model.name, "")
         if self.model is not None and dealt in self.model.config.levels:
             self.model_fallbacks += 1
@@ -378,7 +378,6 @@ def _validate(config: JudgeDatasetConfig) -> None:
         raise ValueError(f"examples_per_image must be a positive integer, got {config.examples_per_image!r}")
     if config.pool_size < 2:
         raise ValueError(f"pool_size must be at least 2, got {config.pool_size!r}")
-    _level_targets(config.levels)
     generator = config.generator
     if isinstance(generator, str):
         if generator != "offline":
@@ -424,10 +423,6 @@ def _split_of(split_key: str, config: JudgeDatasetConfig) -> str:
 
 def _digest(*parts: Any) -> int:
     return int.from_bytes(hashlib.sha256("\x1f".join(map(str, parts)).encode()).digest()[:8], "big")
-
-
-def _same(text: str, caption: str | None) -> bool:
-    return " ".join(text.lower().split()) == " ".join((caption or "").lower().split())
 
 
 def _pool(window: list[_Row], index: int, rng: random.Random, size: int = 32) -> list:

@@ -121,7 +121,7 @@ class RewriteGenerator:
         if not captions:
             return []
         tokenizer, model = self.load()
-        prompts = [self._format(tokenizer, level_prompt(level, caption)) for caption, level in zip(captions, levels)]
+        prompts = [self.prompt(caption, level) for caption, level in zip(captions, levels)]
         out: list[str | None] = []
         for start in range(0, len(prompts), self.config.batch_size):
             out.extend(self._generate(tokenizer, model, prompts[start:start + self.config.batch_size]))
