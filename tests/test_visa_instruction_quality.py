@@ -102,13 +102,15 @@ def test_bad_conversations_get_reasons(tiny_vlm_path):
 
     scorer = InstructionQuality(tiny_vlm_path, device="cpu")
     image = random_image(56, 56)
-    rows = {"image": [image, image, image],
+    rows = {"image": [image, image, image, image],
             "conversations": [[{"from": "human", "value": "hi"}],
                               [{"from": "gpt", "value": "x"}, {"from": "human", "value": "y"}],
+                              [{"from": "system", "value": "You are helpful."}],
                               conversation(("q", "a"))]}
     out = scorer(rows)
-    assert out["pt_error"][:2] == ["conversations has 1 messages: expected question/answer pairs",
-                                   "conversation roles must alternate human/gpt, got 'gpt', 'human'"]
-    assert np.isnan(out["pt_score"][:2]).all() and out["pt_error"][2] == "" and not np.isnan(out["pt_score"][2])
+    assert out["pt_error"][:3] == ["conversations has 1 messages: expected question/answer pairs",
+                                   "conversation roles must alternate human/gpt, got 'gpt', 'human'",
+                                   "conversations has no question/answer pair (only system messages)"]
+    assert np.isnan(out["pt_score"][:3]).all() and out["pt_error"][3] == "" and not np.isnan(out["pt_score"][3])
     with pytest.raises(KeyError, match="conversations"):
         scorer({"image": [image]})

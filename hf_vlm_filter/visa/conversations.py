@@ -38,6 +38,8 @@ def parse_conversation(cell: Any) -> list[Turn]:
     if not isinstance(cell, Sequence) or isinstance(cell, (str, bytes)) or not cell:
         raise RowError("conversations is missing or not a list of messages")
     messages = [m for m in cell if not (isinstance(m, Mapping) and m.get("from") == "system")]
+    if not messages:
+        raise RowError("conversations has no question/answer pair (only system messages)")
     if len(messages) % 2:
         raise RowError(f"conversations has {len(messages)} messages: expected question/answer pairs")
     turns = []
