@@ -51,13 +51,6 @@ def tiny_grounding_dino_path(tmp_path_factory) -> str:
     return str(save_tiny_model(tmp_path_factory.mktemp("tiny-gdino"), kind="grounding_dino"))
 
 
-@pytest.fixture(scope="session")
-def tiny_vlm_path(tmp_path_factory) -> str:
-    from hf_vlm_filter.testing import save_tiny_model
-
-    return str(save_tiny_model(tmp_path_factory.mktemp("tiny-vlm")))
-
-
 def stream(dataset: Dataset):
     """The same rows as an ``IterableDataset`` (two shards)."""
     return dataset.to_iterable_dataset(num_shards=2)

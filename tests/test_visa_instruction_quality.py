@@ -12,7 +12,7 @@ from hf_vlm_filter.scorers.base import map_with_scorer
 from hf_vlm_filter.visa import InstructionQuality
 from hf_vlm_filter.visa.conversations import parse_conversation
 
-from ._visa_helpers import conversation, llava_rows, stream, tiny_vlm_path  # noqa: F401 - fixture
+from ._visa_helpers import conversation, llava_rows, stream
 
 
 def reference_scores(path: str, image, messages, pt_tokens: int = 10) -> tuple[float, float]:
@@ -65,12 +65,12 @@ def reference_scores(path: str, image, messages, pt_tokens: int = 10) -> tuple[f
     return pt, ce(without) - ce(with_image)
 
 
-def test_pt_and_im_match_direct_per_row_logprobs(tiny_vlm_path):
+def test_pt_and_im_match_direct_per_row_logprobs(tiny_judge_path):
     ds = llava_rows(4)
-    scorer = InstructionQuality(tiny_vlm_path, device="cpu")
+    scorer = InstructionQuality(tiny_judge_path, device="cpu")
     out = map_with_scorer(ds, scorer, batch_size=3)
     for row in range(3):
-        pt, im = reference_scores(tiny_vlm_path, ds[row]["image"], ds[row]["conversations"])
+        pt, im = reference_scores(tiny_judge_path, ds[row]["image"], ds[row]["conversations"])
         assert out["pt_score"][row] == pytest.approx(pt, rel=1e-4, abs=1e-4)
         assert out["im_score"][row] == pytest.approx(im, rel=1e-3, abs=1e-4)
     assert math.isnan(out["pt_score"][3]) and math.isnan(out["im_score"][3]) and out["pt_error"][3] == "missing image"
@@ -79,10 +79,10 @@ def test_pt_and_im_match_direct_per_row_logprobs(tiny_vlm_path):
     np.testing.assert_allclose([r["im_score"] for r in streamed][:3], out["im_score"][:3], rtol=1e-3, atol=1e-4)
 
 
-def test_only_answer_tokens_count_in_a_multi_turn_conversation(tiny_vlm_path):
+def test_only_answer_tokens_count_in_a_multi_turn_conversation(tiny_judge_path):
     from .conftest import random_image
 
-    scorer = InstructionQuality(tiny_vlm_path, device="cpu", pt_tokens=4)
+    scorer = InstructionQuality(tiny_judge_path, device="cpu", pt_tokens=4)
     messages = conversation(("What is shown <|im_end|>?", "A dog<|im_end|> on grass."), ("And the sky?", "Blue."))
     tokens = scorer.preprocessing.chat.build(parse_conversation(messages), random_image(56, 56))
     tokenizer = scorer.preprocessing.chat.tokenizer
@@ -93,14 +93,14 @@ def test_only_answer_tokens_count_in_a_multi_turn_conversation(tiny_vlm_path):
     from datasets import Dataset
 
     out = Dataset.from_dict({"image": [image], "conversations": [messages]}).map(scorer, batched=True)
-    pt, im = reference_scores(tiny_vlm_path, image, messages, pt_tokens=4)
+    pt, im = reference_scores(tiny_judge_path, image, messages, pt_tokens=4)
     assert out["pt_score"][0] == pytest.approx(pt, rel=1e-4) and out["im_score"][0] == pytest.approx(im, rel=1e-3, abs=1e-4)
 
 
-def test_bad_conversations_get_reasons(tiny_vlm_path):
+def test_bad_conversations_get_reasons(tiny_judge_path):
     from .conftest import random_image
 
-    scorer = InstructionQuality(tiny_vlm_path, device="cpu")
+    scorer = InstructionQuality(tiny_judge_path, device="cpu")
     image = random_image(56, 56)
     rows = {"image": [image, image, image, image],
             "conversations": [[{"from": "human", "value": "hi"}],
@@ -114,3 +114,11 @@ def test_bad_conversations_get_reasons(tiny_vlm_path):
     assert np.isnan(out["pt_score"][:3]).all() and out["pt_error"][3] == "" and not np.isnan(out["pt_score"][3])
     with pytest.raises(KeyError, match="conversations"):
         scorer({"image": [image]})
+
+
+def test_dp_and_pt_agents_on_one_checkpoint_share_one_loaded_model(tiny_judge_path):
+    from hf_vlm_filter.visa import InformationRichness
+
+    quality = InstructionQuality(tiny_judge_path, device="cpu")
+    richness = InformationRichness(tiny_judge_path, device="cpu")
+    assert quality.model() is richness.model()

@@ -12,7 +12,7 @@ from hf_vlm_filter.scorers.base import map_with_scorer
 from hf_vlm_filter.visa import InformationRichness
 from hf_vlm_filter.visa.richness import RICHNESS_PROMPT
 
-from ._visa_helpers import llava_rows, stream, tiny_vlm_path  # noqa: F401 - fixture
+from ._visa_helpers import llava_rows, stream
 
 
 def direct_rating(scorer: InformationRichness, image) -> float:
@@ -32,9 +32,9 @@ def direct_rating(scorer: InformationRichness, image) -> float:
     return float((p * torch.arange(1, 6, dtype=torch.float64)).sum())
 
 
-def test_expected_rating_on_dataset_and_stream(tiny_vlm_path):
+def test_expected_rating_on_dataset_and_stream(tiny_judge_path):
     ds = llava_rows(4)
-    scorer = InformationRichness(tiny_vlm_path, device="cpu")
+    scorer = InformationRichness(tiny_judge_path, device="cpu")
     out = map_with_scorer(ds, scorer, batch_size=3)
     expected = [direct_rating(scorer, ds[i]["image"]) for i in range(3)]
     np.testing.assert_allclose(out["dp_score"][:3], expected, rtol=1e-4)
@@ -44,6 +44,6 @@ def test_expected_rating_on_dataset_and_stream(tiny_vlm_path):
     np.testing.assert_allclose([r["dp_score"] for r in streamed][:3], expected, rtol=1e-4)
 
 
-def test_missing_column_is_explained(tiny_vlm_path):
+def test_missing_column_is_explained(tiny_judge_path):
     with pytest.raises(KeyError, match="image_column"):
-        InformationRichness(tiny_vlm_path, device="cpu")({"img": [None]})
+        InformationRichness(tiny_judge_path, device="cpu")({"img": [None]})

@@ -120,6 +120,18 @@ class ChatTokenizer:
         return inputs
 
 
+def load_qwen_vl_model(scorer: Any, device: torch.device, dtype: torch.dtype) -> torch.nn.Module:
+    """``Scorer.load_model`` of the ViSA agents that run a Qwen-VL chat model (DP, PT/IM): one function,
+    so agents naming the same checkpoint share one loaded model (see ``Scorer.model``)."""
+    from transformers import AutoModelForImageTextToText
+
+    from ..models.loading import load_or_explain
+
+    model = load_or_explain(AutoModelForImageTextToText.from_pretrained, scorer.config.model, "VLM",
+                            revision=scorer.config.revision, dtype=dtype)
+    return model.to(device).eval()
+
+
 def load_qwen_vl_preprocessing(model: str, revision: str | None, min_pixels: int, max_pixels: int) -> tuple[Any, Any]:
     """The tokenizer and PIL image processor of a Qwen-VL checkpoint (no torchvision needed)."""
     from transformers import AutoImageProcessor, AutoTokenizer

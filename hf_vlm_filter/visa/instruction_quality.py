@@ -28,9 +28,8 @@ import torch
 from datasets import Value
 
 from ..inputs import ImagePolicy, load_image
-from ..models.loading import load_or_explain
 from ..scorers.base import Batch, Scorer
-from .chat_tokens import ChatTokenizer, ChatTokens, load_qwen_vl_preprocessing
+from .chat_tokens import ChatTokenizer, ChatTokens, load_qwen_vl_model, load_qwen_vl_preprocessing
 from .conversations import image_cell, parse_conversation
 
 DEFAULT_VLM = "Qwen/Qwen2-VL-2B-Instruct"
@@ -115,12 +114,7 @@ class InstructionQuality(Scorer):
         key = (c.model, c.revision, c.min_pixels, c.max_pixels, c.system_prompt, c.max_answer_tokens)
         return self.shared(_Preprocessing, key)
 
-    def load_model(self, device: torch.device, dtype: torch.dtype) -> torch.nn.Module:
-        from transformers import AutoModelForImageTextToText
-
-        model = load_or_explain(AutoModelForImageTextToText.from_pretrained, self.config.model, "VLM",
-                                revision=self.config.revision, dtype=dtype)
-        return model.to(device).eval()
+    load_model = load_qwen_vl_model
 
     def extra_features(self) -> dict[str, Any]:
         return {"im_score": Value("float32")}

@@ -17,11 +17,10 @@ from typing import Any
 import torch
 
 from ..inputs import ImagePolicy, load_image
-from ..models.loading import load_or_explain
 from ..models.qwen_vl_inputs import PreparedPair, QwenVLPromptBuilder
 from ..models.score_readout import digit_token_ids
 from ..scorers.base import Batch, Scorer
-from .chat_tokens import load_qwen_vl_preprocessing
+from .chat_tokens import load_qwen_vl_model, load_qwen_vl_preprocessing
 from .conversations import image_cell
 
 DEFAULT_JUDGE = "Qwen/Qwen2-VL-2B-Instruct"
@@ -100,12 +99,7 @@ class InformationRichness(Scorer):
         c = self.config
         return self.shared(_Preprocessing, (c.model, c.revision, c.min_pixels, c.max_pixels, c.prompt))
 
-    def load_model(self, device: torch.device, dtype: torch.dtype) -> torch.nn.Module:
-        from transformers import AutoModelForImageTextToText
-
-        model = load_or_explain(AutoModelForImageTextToText.from_pretrained, self.config.model, "VLM judge",
-                                revision=self.config.revision, dtype=dtype)
-        return model.to(device).eval()
+    load_model = load_qwen_vl_model
 
     def check_columns(self, batch: Batch) -> None:
         if self.config.image_column not in batch:
