@@ -36,7 +36,14 @@ from pathlib import Path
 from typing import Any
 
 from .jobs.state import RankState
-from .jobs.streaming_filter import JobResult, JobStateError, finalize_job, node_rank, run_streaming_filter
+from .jobs.streaming_filter import (
+    FINALIZE_OPTIONS,
+    JobResult,
+    JobStateError,
+    finalize_job,
+    node_rank,
+    run_streaming_filter,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -141,7 +148,7 @@ def wait_for_ranks(
         JobStateError: a rank's state records another ``world_size`` (a different job), or the
             ranks are not all done after ``timeout`` (seconds or a ``timedelta``).
     """
-    seconds = timeout.total_seconds() if isinstance(timeout, timedelta) else float(timeout)
+    seconds = _as_timedelta(timeout).total_seconds()
     deadline = time.monotonic() + seconds
     out_dir = Path(out_dir)
     while True:
@@ -211,9 +218,8 @@ def run_distributed_job(
             wait_for_ranks(out_dir, world_size, timeout=wait_timeout, poll_seconds=poll_seconds)
     result = None
     if rank == 0:
-        keys = ("push_to", "token", "attempts", "base_delay")
         result = finalize_job(out_dir, command=run.command, recipe=run.recipe,
-                              **{key: job_options[key] for key in keys if key in job_options})
+                              **{key: job_options[key] for key in FINALIZE_OPTIONS if key in job_options})
     if group:
         import torch.distributed as dist
 

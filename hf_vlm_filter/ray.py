@@ -27,7 +27,7 @@ The recipe for a cluster is in ``examples/ray_cluster.md``.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -123,7 +123,7 @@ class ScorerActor:
     def _call_numpy(self, batch: Mapping[str, Any]) -> dict[str, Any]:
         import numpy as np
 
-        columns, mask = self._score({name: _to_list(values) for name, values in batch.items()})
+        columns, mask = self._score({name: _plain(values) for name, values in batch.items()})
         out = dict(batch)
         for name in self.features:
             out[name] = _to_numpy(columns[name], self.features[name])
@@ -252,14 +252,9 @@ def _check_threshold_columns(thresholds: Mapping[str, float], features: Mapping[
         raise ValueError(f"thresholds name columns the scorer does not write: {unknown}; it writes {sorted(features)}")
 
 
-def _plain(values: Any) -> Sequence[Any]:
-    """A column as Python values (numpy arrays from the scorer become lists; NaN stays NaN)."""
-    return values.tolist() if hasattr(values, "tolist") else list(values)
-
-
-def _to_list(values: Any) -> list[Any]:
-    """A Ray numpy column as a list of cells: object arrays keep their cells (dicts, bytes, None);
-    tensor columns give one nested list per row."""
+def _plain(values: Any) -> list[Any]:
+    """A column as a list of Python cells: numpy arrays (the scorer's, or Ray's) become lists, object
+    arrays keep their cells (dicts, bytes, None), tensor columns give one nested list per row; NaN stays NaN."""
     return values.tolist() if hasattr(values, "tolist") else list(values)
 
 

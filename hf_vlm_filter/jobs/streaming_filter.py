@@ -72,6 +72,8 @@ DEFAULT_SHARD_ROWS = 10_000
 DEFAULT_MAX_SHARD_BYTES = 512 * 2**20
 DEFAULT_CHECKPOINT_EVERY = 50
 SUMMARY_FILE = "summary.txt"
+#: Options of :func:`run_streaming_filter` that :func:`finalize_job` takes too (uploading the card).
+FINALIZE_OPTIONS = ("push_to", "token", "attempts", "base_delay")
 
 
 class JobStateError(RuntimeError):
@@ -196,7 +198,8 @@ def finalize_job(
             raise JobStateError(f"shards not uploaded to {push_to}: {missing or 'the job pushed elsewhere'}")
     columns = [info.score_column for info in run.scorers]
     tables = [pq.read_table(out_dir / name) for state in states for name in state.score_files]
-    scores = {c: pa.concat_tables(tables).column(c).to_pylist() if tables else [] for c in columns}
+    merged = pa.concat_tables(tables) if tables else None
+    scores = {c: merged.column(c).to_pylist() if merged is not None else [] for c in columns}
     histogram = save_score_histogram(scores, out_dir / HISTOGRAM_FILE, run.thresholds)
     card = build_dataset_card(run, push_to or out_dir.name, num_rows=sum(s.rows for s in shards),
                               configs=data_files_config(["train"], pattern=f"{DATA_DIR}/{{split}}-*.parquet"))
@@ -214,12 +217,11 @@ def streaming_filter_job(
     dataset: Any, scorer: Any, out_dir: str | Path, run: FilterRun, **options: Any
 ) -> JobResult:
     """:func:`run_streaming_filter` on one process (rank 0 of 1), then :func:`finalize_job`."""
-    command, recipe = run.command, run.recipe
     options.setdefault("rank", 0)
     options.setdefault("world_size", 1)
     run_streaming_filter(dataset, scorer, out_dir, run, **options)
-    keys = ("push_to", "token", "attempts", "base_delay")
-    return finalize_job(out_dir, command=command, recipe=recipe, **{k: options[k] for k in keys if k in options})
+    return finalize_job(out_dir, command=run.command, recipe=run.recipe,
+                        **{k: options[k] for k in FINALIZE_OPTIONS if k in options})
 
 
 def read_job_output(out_dir: str | Path) -> Any:
@@ -351,7 +353,7 @@ class _RankWriter:
             mask = threshold_filter(columns, self.record.thresholds, keep_errors=self.record.keep_errors)
         self.summary.add(scores, table.column(first.error_column).to_pylist(), kept_mask=mask)
         self.new_scores.append(table.select(self.score_columns))
-        kept = table.filter(pa.array(mask, type=pa.bool_()))
+        kept = table.filter(pa.array(mask, type=pa.bool_())) if self.record.thresholds else table
         if kept.num_rows:
             self.buffer = kept if self.buffer is None else pa.concat_tables([self.buffer, kept])
         self._cut_shards(final=False)
