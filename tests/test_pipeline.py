@@ -11,7 +11,7 @@ from datasets import Dataset
 from PIL import Image
 
 from hf_vlm_filter import JudgeConfig, VLMJudge
-from hf_vlm_filter.inputs import PixelLookup, image_size_hint
+from hf_vlm_filter.inputs import ImagePolicy, PixelLookup, image_size_hint
 from hf_vlm_filter.models.qwen_vl_inputs import QwenVLImagePatches
 from hf_vlm_filter.scorers.pipeline import PipelineOptions, PreparedBatch, plan_micro_batches, run_pipeline
 from tests.conftest import jpeg_bytes, random_image
@@ -200,6 +200,19 @@ def test_image_size_hint_reads_headers_only(tmp_path):
     assert image_size_hint(b"garbage") is None
     assert image_size_hint(str(tmp_path / "missing.png")) is None
     assert image_size_hint(Image.new("L", (5, 9))) == (5, 9)
+    assert image_size_hint({"bytes": None, "path": "a.png"}, ImagePolicy(image_root=str(tmp_path))) == (70, 30)
+
+
+def test_image_size_hint_does_not_read_whole_files(tmp_path, monkeypatch):
+    from pathlib import Path
+
+    random_image(70, 30).save(tmp_path / "a.png")
+
+    def no_whole_reads(self):
+        raise AssertionError(f"{self} read in full")
+
+    monkeypatch.setattr(Path, "read_bytes", no_whole_reads)
+    assert image_size_hint(str(tmp_path / "a.png")) == (70, 30)
 
 
 def test_a_scorer_without_a_model_loads_nothing_and_scores_serially():

@@ -93,7 +93,8 @@ def image_size_hint(cell: Any, policy: ImagePolicy = ImagePolicy()) -> tuple[int
 
     Cheap enough to call on every row before decoding (scorers use it to group rows of similar
     cost). It never raises; the size is the stored one (EXIF rotation and upscaling not applied).
-    Remote paths (``hf://``, ``https://``...) give ``None``: a hint must not download the file.
+    Remote paths (``hf://``, ``https://``...) give ``None``: a hint must not download the file; a
+    local file has only its header read.
 
     Example:
         >>> from PIL import Image
@@ -106,6 +107,9 @@ def image_size_hint(cell: Any, policy: ImagePolicy = ImagePolicy()) -> tuple[int
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
+            if isinstance(path, (str, os.PathLike)):
+                with Image.open(_local_path(path, policy)) as image:  # lazy: the header only
+                    return tuple(image.size)
             return tuple(_open(cell, policy).size)
     except Exception:  # noqa: BLE001 - a hint: any failure means "unknown"
         return None
@@ -140,12 +144,18 @@ def _open_bytes(data: bytes) -> Image.Image:
 def _open_path(path: str | os.PathLike, policy: ImagePolicy) -> Image.Image:
     if isinstance(path, str) and _is_url(path):
         return _open_url(path)
-    resolved = Path(path).expanduser()
-    if not resolved.is_absolute() and policy.image_root:
-        resolved = Path(policy.image_root) / resolved
+    resolved = _local_path(path, policy)
     if not resolved.is_file():
         raise RowError(f"image file not found: {os.fspath(path)}")
     return _pil_open(io.BytesIO(resolved.read_bytes()))
+
+
+def _local_path(path: str | os.PathLike, policy: ImagePolicy) -> Path:
+    """``path`` with ``~`` expanded, a relative one resolved against ``policy.image_root``."""
+    resolved = Path(path).expanduser()
+    if not resolved.is_absolute() and policy.image_root:
+        resolved = Path(policy.image_root) / resolved
+    return resolved
 
 
 def _is_url(path: str) -> bool:
