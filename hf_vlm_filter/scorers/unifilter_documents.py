@@ -30,7 +30,7 @@ import torch
 from ..inputs import ImagePolicy, RowError, load_image
 from ..models.unifilter import document_input_ids
 from .base import Batch
-from .unifilter_score import DEFAULT_UNIFILTER, UniFilterScorer
+from .unifilter_score import DEFAULT_UNIFILTER, UniFilterScorer, head_outputs
 
 #: Images are decoded as they are (no minimum side, no aspect limit) so that the 1-pixel rule sees
 #: their real size; the SigLIP processor resizes what is kept.
@@ -127,18 +127,8 @@ class UniFilterDocumentScorer(UniFilterScorer):
     @torch.inference_mode()
     def score_prepared(self, items: list[UniFilterDocument], rank: int | None = None) -> list[dict[str, Any]]:
         model = self.model(rank)
-        logits = model([item.input_ids for item in items], torch.cat([item.pixel_values for item in items]),
-                       [item.pixel_values.shape[0] for item in items]).float()
-        return _outputs(logits)
-
-
-def _outputs(logits: torch.Tensor) -> list[dict[str, Any]]:
-    if logits.shape[-1] == 1:
-        return [{"unifilter_score": value} for value in logits[:, 0].cpu().tolist()]
-    probs = logits.softmax(-1)
-    levels = torch.arange(probs.shape[-1], dtype=probs.dtype, device=probs.device)
-    expected = (probs * levels).sum(-1)
-    return [{"unifilter_score": s, "unifilter_probs": p} for s, p in zip(expected.cpu().tolist(), probs.cpu().tolist())]
+        return head_outputs(model([item.input_ids for item in items], torch.cat([item.pixel_values for item in items]),
+                                  [item.pixel_values.shape[0] for item in items]))
 
 
 def get_unifilter_document_scorer(**options: Any) -> UniFilterDocumentScorer:

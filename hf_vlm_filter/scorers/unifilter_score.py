@@ -117,12 +117,15 @@ class UniFilterScorer(Scorer):
     @torch.inference_mode()
     def score_prepared(self, items: list[UniFilterItem], rank: int | None = None) -> list[dict[str, Any]]:
         model = self.model(rank)
-        logits = model([item.input_ids for item in items], torch.cat([item.pixel_values for item in items]))
-        scores, probs = head_readout(logits)
-        if probs is None:
-            return [{"unifilter_score": value} for value in scores.cpu().tolist()]
-        return [{"unifilter_score": s, "unifilter_probs": p}
-                for s, p in zip(scores.cpu().tolist(), probs.cpu().tolist())]
+        return head_outputs(model([item.input_ids for item in items], torch.cat([item.pixel_values for item in items])))
+
+
+def head_outputs(logits: torch.Tensor) -> list[dict[str, Any]]:
+    """Each row's ``unifilter_score`` (and ``unifilter_probs`` for a classifier head) from head logits."""
+    scores, probs = head_readout(logits)
+    if probs is None:
+        return [{"unifilter_score": value} for value in scores.cpu().tolist()]
+    return [{"unifilter_score": s, "unifilter_probs": p} for s, p in zip(scores.cpu().tolist(), probs.cpu().tolist())]
 
 
 def get_unifilter_scorer(**options: Any) -> UniFilterScorer:
