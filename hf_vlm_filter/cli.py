@@ -293,10 +293,9 @@ def _thresholds(args: argparse.Namespace, names: list[str]) -> dict[str, float]:
 
 def _check_threshold_columns(thresholds: dict[str, float], judge: Any) -> None:
     """Refuse a threshold on a column the selected scorers do not write (before any model loads)."""
-    from datasets import Value
+    from .scorers.base import is_float_feature
 
-    written = [column for column, feature in judge.output_features().items()
-               if isinstance(feature, Value) and feature.dtype.startswith("float")]
+    written = [column for column, feature in judge.output_features().items() if is_float_feature(feature)]
     unknown = sorted(set(thresholds) - set(written))
     if unknown:
         raise UsageError(f"--threshold-for names columns the selected scorers do not write: {unknown}; "

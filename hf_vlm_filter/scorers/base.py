@@ -285,7 +285,7 @@ class Scorer(ABC):
                 else:
                     columns[name].append(result[name])
         for name, feature in features.items():
-            if _is_float(feature) or (isinstance(feature, List) and _is_float(feature.feature)):
+            if is_float_feature(feature) or (isinstance(feature, List) and is_float_feature(feature.feature)):
                 columns[name] = np.asarray(columns[name], dtype=np.float32)
         return columns
 
@@ -297,15 +297,16 @@ def _batch_size(batch: Batch) -> int:
     return sizes.pop() if sizes else 0
 
 
-def _is_float(feature: Any) -> bool:
+def is_float_feature(feature: Any) -> bool:
+    """Whether ``feature`` is a float ``Value`` (a score column)."""
     return isinstance(feature, Value) and feature.dtype.startswith("float")
 
 
 def _missing_value(feature: Any) -> Any:
     """The value of a column for a row that was not scored: never ``None`` (see module docstring)."""
-    if _is_float(feature):
+    if is_float_feature(feature):
         return math.nan
-    if isinstance(feature, List) and _is_float(feature.feature) and feature.length > 0:
+    if isinstance(feature, List) and is_float_feature(feature.feature) and feature.length > 0:
         return [math.nan] * feature.length
     if isinstance(feature, Value) and feature.dtype == "string":
         return ""
