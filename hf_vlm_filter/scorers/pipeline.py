@@ -120,20 +120,7 @@ def stage_micro_batch(
     Returns the indices that were prepared, their items, and ``{index: reason}`` for the others.
     A failing ``collate`` is not an error here (see :func:`_collate_into`).
     """
-    from ..models.loading import configure_worker_threads
-
-    configure_worker_threads()  # also in pool threads: a forked worker's torch must stay single-threaded
-    ready: list[int] = []
-    items = PreparedBatch()
-    errors: dict[int, str] = {}
-    for index in indices:
-        try:
-            items.append(scorer.prepare(batch, index))
-            ready.append(index)
-        except RowError as exc:
-            errors[index] = str(exc)
-    _collate_into(scorer, items, rank)
-    return ready, items, errors
+    return _gather(scorer, indices, [_prepare_row(scorer, batch, index) for index in indices], rank)
 
 
 _POOLS: dict[tuple[int, int], ThreadPoolExecutor] = {}
@@ -206,7 +193,7 @@ def _prepare_row(scorer: Scorer, batch: Batch, index: int) -> tuple[bool, Any]:
     """``(True, item)`` or ``(False, reason)`` for one row (pool task)."""
     from ..models.loading import configure_worker_threads
 
-    configure_worker_threads()
+    configure_worker_threads()  # also in pool threads: a forked worker's torch must stay single-threaded
     try:
         return True, scorer.prepare(batch, index)
     except RowError as exc:
@@ -217,11 +204,18 @@ def _collate_rows(
     scorer: Scorer, indices: list[int], rows: list[Future], rank: int | None
 ) -> tuple[list[int], PreparedBatch, dict[int, str]]:
     """Gather a micro-batch's prepared rows and collate them (pool task)."""
+    return _gather(scorer, indices, [row.result() for row in rows], rank)
+
+
+def _gather(
+    scorer: Scorer, indices: list[int], outcomes: list[tuple[bool, Any]], rank: int | None
+) -> tuple[list[int], PreparedBatch, dict[int, str]]:
+    """The rows ``indices`` whose ``_prepare_row`` outcome is an item, their collated items, and
+    ``{index: reason}`` for the others: the serial and the pooled path end here alike."""
     ready: list[int] = []
     items = PreparedBatch()
     errors: dict[int, str] = {}
-    for index, row in zip(indices, rows):
-        ok, value = row.result()
+    for index, (ok, value) in zip(indices, outcomes):
         if ok:
             ready.append(index)
             items.append(value)
