@@ -34,17 +34,17 @@ def main() -> None:
     judge = VLMJudge(args.model, image_root=image_root)
     scored = map_with_scorer(dataset, judge, batch_size=args.batch_size)
     thresholds = {judge.score_column: args.threshold}
-    keep = threshold_filter(scored.select_columns([judge.score_column])[:], thresholds)
-    kept = scored.filter(threshold_filter, batched=True, fn_kwargs={"thresholds": thresholds})
+    scores = list(scored[judge.score_column])
+    keep = threshold_filter({judge.score_column: scores}, thresholds)
+    kept = scored.select([index for index, kept_row in enumerate(keep) if kept_row])
 
-    summary = RunSummary.from_columns(scored[judge.score_column], scored[judge.error_column],
-                                      thresholds=thresholds, kept_mask=keep)
+    summary = RunSummary.from_columns(scores, scored[judge.error_column], thresholds=thresholds, kept_mask=keep)
     run = FilterRun.from_scorer(
         judge, args.source, thresholds=thresholds, summary=summary,
         recipe="python " + " ".join(shlex.quote(arg) for arg in sys.argv),
     )
     result = push_filtered(kept, args.repo_id, run, private=args.private or None,
-                           histogram_scores={judge.score_column: scored[judge.score_column]})
+                           histogram_scores={judge.score_column: scores})
     print(summary.render())
     print(f"pushed {len(kept)} rows to {result.repo_id} (commit {result.commit_oid})")
 
