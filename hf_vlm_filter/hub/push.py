@@ -16,7 +16,7 @@ from typing import Any
 
 from .cards import HISTOGRAM_FILE, EvalMetric, build_dataset_card, build_model_card
 from .histogram import save_score_histogram
-from .retry import DEFAULT_ATTEMPTS, DEFAULT_BASE_DELAY, with_hub_retries
+from .retry import DEFAULT_ATTEMPTS, DEFAULT_BASE_DELAY, HubRetry
 from .run_record import FilterRun
 
 README = "README.md"
@@ -32,15 +32,6 @@ class PushResult:
     repo_type: str
     commit_oid: str
     files: list[str] = field(default_factory=list)
-
-
-@dataclass
-class _Retry:
-    attempts: int = DEFAULT_ATTEMPTS
-    base_delay: float = DEFAULT_BASE_DELAY
-
-    def __call__(self, call: Any, what: str) -> Any:
-        return with_hub_retries(call, what, attempts=self.attempts, base_delay=self.base_delay)
 
 
 def push_filtered(
@@ -71,11 +62,11 @@ def push_filtered(
         PushResult(repo_id='me/pairs-hq', repo_type='dataset', commit_oid='…', files=[…])
     """
     from datasets import Dataset, DatasetDict, IterableDataset, IterableDatasetDict
-    from huggingface_hub import CommitOperationAdd, DatasetCard, HfApi
+    from huggingface_hub import DatasetCard, HfApi
 
     if not isinstance(dataset, (Dataset, DatasetDict, IterableDataset, IterableDatasetDict)):
         raise TypeError(f"push_filtered needs a datasets Dataset, DatasetDict or IterableDataset, got {type(dataset).__name__}")
-    retry = _Retry(attempts, base_delay)
+    retry = HubRetry(attempts, base_delay)
     api = HfApi(token=token)
     card_options = {"task_categories": task_categories, "license": license}
     draft = build_dataset_card(run, repo_id, **card_options)  # refused metadata fails before any upload
@@ -97,17 +88,21 @@ def push_filtered(
     )
     with tempfile.TemporaryDirectory() as tmp:
         histogram = save_score_histogram(scores, Path(tmp) / HISTOGRAM_FILE, run.thresholds)
-        operations = [
-            CommitOperationAdd(README, str(card).encode("utf-8")),
-            CommitOperationAdd(HISTOGRAM_FILE, histogram.read_bytes()),
-        ]
-        info = retry(
-            lambda: api.create_commit(repo_id, operations, commit_message="Dataset card and score histogram",
-                                      repo_type="dataset"),
-            f"commit the card of {repo_id}",
-        )
+        info = commit_dataset_card(api, repo_id, str(card).encode("utf-8"), histogram, retry)
     files = retry(lambda: api.list_repo_files(repo_id, repo_type="dataset"), f"list {repo_id}")
     return PushResult(repo_id, "dataset", info.oid, sorted(files))
+
+
+def commit_dataset_card(api: Any, repo_id: str, readme: bytes | Path, histogram: Path, retry: HubRetry) -> Any:
+    """Commit a dataset card (``README.md``: bytes or a file) and its score histogram to ``repo_id``
+    in one retried commit; returns the commit info."""
+    from huggingface_hub import CommitOperationAdd
+
+    content = str(readme) if isinstance(readme, Path) else readme
+    operations = [CommitOperationAdd(README, content), CommitOperationAdd(HISTOGRAM_FILE, str(histogram))]
+    return retry(lambda: api.create_commit(repo_id, operations, commit_message="Dataset card and score histogram",
+                                           repo_type="dataset"),
+                 f"commit the card of {repo_id}")
 
 
 def push_checkpoint(
@@ -141,7 +136,7 @@ def push_checkpoint(
 
     model_dir = Path(model_dir)
     files = _checkpoint_files(model_dir)
-    retry = _Retry(attempts, base_delay)
+    retry = HubRetry(attempts, base_delay)
     card = build_model_card(
         repo_id, base_model=base_model or BASE_PROCESSOR, datasets=datasets, metrics=metrics,
         threshold=threshold, threshold_note=threshold_note, **_pixel_budget(model_dir),

@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import TypeVar
 
 T = TypeVar("T")
@@ -69,6 +70,22 @@ def with_hub_retries(
             sleep(delay)
             delay = min(delay * 2, 30.0)
     raise AssertionError("unreachable")
+
+
+@dataclass(frozen=True)
+class HubRetry:
+    """:func:`with_hub_retries` with its ``attempts`` and ``base_delay`` bound: ``retry(call, what)``.
+
+    Example:
+        >>> HubRetry(attempts=2)(lambda: 42, "answer")
+        42
+    """
+
+    attempts: int = DEFAULT_ATTEMPTS
+    base_delay: float = DEFAULT_BASE_DELAY
+
+    def __call__(self, call: Callable[[], T], what: str) -> T:
+        return with_hub_retries(call, what, attempts=self.attempts, base_delay=self.base_delay)
 
 
 def _first_line(exc: BaseException, limit: int = 800) -> str:

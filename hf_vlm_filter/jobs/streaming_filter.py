@@ -52,7 +52,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ..hub.retry import DEFAULT_ATTEMPTS, DEFAULT_BASE_DELAY, with_hub_retries
+from ..hub.retry import DEFAULT_ATTEMPTS, DEFAULT_BASE_DELAY, HubRetry
 from ..hub.run_record import FilterRun
 from ..summary import RunSummary
 from .state import (
@@ -266,11 +266,9 @@ class _Uploader:
     def __init__(self, repo_id: str, token: str | None, attempts: int, base_delay: float) -> None:
         from huggingface_hub import HfApi
 
-        self.repo_id, self.attempts, self.base_delay = repo_id, attempts, base_delay
+        self.repo_id = repo_id
         self.api = HfApi(token=token)
-
-    def _retry(self, call: Any, what: str) -> Any:
-        return with_hub_retries(call, what, attempts=self.attempts, base_delay=self.base_delay)
+        self._retry = HubRetry(attempts, base_delay)
 
     def create_repo(self) -> None:
         self._retry(lambda: self.api.create_repo(self.repo_id, repo_type="dataset", exist_ok=True),
@@ -287,12 +285,9 @@ class _Uploader:
             state.save(out_dir)
 
     def commit_card(self, readme: Path, histogram: Path) -> None:
-        from huggingface_hub import CommitOperationAdd
+        from ..hub.push import commit_dataset_card
 
-        operations = [CommitOperationAdd("README.md", str(readme)), CommitOperationAdd(histogram.name, str(histogram))]
-        self._retry(lambda: self.api.create_commit(self.repo_id, operations, repo_type="dataset",
-                                                   commit_message="Dataset card and score histogram"),
-                    f"commit the card of {self.repo_id}")
+        commit_dataset_card(self.api, self.repo_id, readme, histogram, self._retry)
 
 
 class _RankWriter:
