@@ -119,9 +119,16 @@ class Scorer(ABC):
         When it returns something, the pipeline calls it in a background thread and attaches the
         result to the :class:`~hf_vlm_filter.scorers.pipeline.PreparedBatch` it hands to
         ``score_prepared`` (as ``items.collated``), so stacking and pinning overlap with the model.
-        ``score_prepared`` must still work on a plain list (it collates itself then).
+        ``score_prepared`` must still work on a plain list (it collates itself then): it reads its
+        inputs with :meth:`collated`.
         """
         return None
+
+    def collated(self, items: list[Any], rank: int | None = None) -> Any:
+        """The inputs of ``items``: those the pipeline collated in the background
+        (``PreparedBatch.collated``), else :meth:`collate` now (a plain list, or a failed collate)."""
+        staged = getattr(items, "collated", None)
+        return staged if staged is not None else self.collate(items, rank)
 
     # ---- loading (shared by every scorer with a model) ------------------------------------
     def load_processors(self) -> Any:

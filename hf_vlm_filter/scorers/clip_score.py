@@ -33,7 +33,7 @@ import torch
 from ..inputs import ImagePolicy, ResizeCropPixels, clean_caption, load_image
 from ..models.loading import load_or_explain
 from .base import Batch, Scorer
-from .pipeline import PipelineOptions, PreparedBatch
+from .pipeline import PipelineOptions
 
 DEFAULT_CLIP = "openai/clip-vit-large-patch14"
 
@@ -219,8 +219,7 @@ class ClipScorer(Scorer):
     @torch.inference_mode()
     def score_prepared(self, items: list[ClipItem], rank: int | None = None) -> list[dict[str, Any]]:
         model = self.model(rank)
-        collated = items.collated if isinstance(items, PreparedBatch) else None
-        image_inputs, text_inputs = collated if collated is not None else self.collate(items, rank)
+        image_inputs, text_inputs = self.collated(items, rank)
         image_inputs = {key: value.to(model.device, non_blocking=True) for key, value in image_inputs.items()}
         image_inputs["pixel_values"] = image_inputs["pixel_values"].to(model.dtype)
         text_inputs = {key: value.to(model.device, non_blocking=True) for key, value in text_inputs.items()}

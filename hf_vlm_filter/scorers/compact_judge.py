@@ -45,7 +45,7 @@ from ..models.score_readout import (
     score_distribution,
 )
 from .base import Batch, Scorer
-from .pipeline import PipelineOptions, PreparedBatch
+from .pipeline import PipelineOptions
 
 DEFAULT_JUDGE = "Dauka-transformers/Compact_VLM_filter"
 #: The seed loads its processor from the base model; used when a judge checkpoint ships none.
@@ -271,8 +271,7 @@ class VLMJudge(Scorer):
 
     def score_prepared(self, items: list[PreparedPair], rank: int | None = None) -> list[dict[str, Any]]:
         model = self.model(rank)
-        collated = items.collated if isinstance(items, PreparedBatch) else None
-        inputs = collated if collated is not None else self.collate(items, rank)
+        inputs = self.collated(items, rank)
         inputs = {key: value.to(model.device, non_blocking=True) for key, value in inputs.items()}
         inputs["pixel_values"] = inputs["pixel_values"].to(model.dtype)
         if self.config.mode == "fast":
