@@ -22,9 +22,13 @@ Example:
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Iterator, Sequence
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
+
+if TYPE_CHECKING:
+    from PIL import Image
 
 
 class PixelLookup:
@@ -115,11 +119,8 @@ class ResizeCropPixels:
 
     def _matches(self, processor: Any) -> bool:
         import torch
-        from PIL import Image
 
-        rng = np.random.default_rng(0)
-        for width, height in ((97, 61), (640, 480), (13, 300)):
-            image = Image.fromarray(rng.integers(0, 256, size=(height, width, 3), dtype=np.uint8), "RGB")
+        for image in probe_images(((97, 61), (640, 480), (13, 300))):
             expected = processor(images=[image], return_tensors="pt")["pixel_values"]
             if not torch.equal(self(image), expected):
                 return False
@@ -157,3 +158,13 @@ class ResizeCropPixels:
             pixels = center_crop(pixels, self.crop, data_format=last, input_data_format=last)
         values = self.lookup(np.ascontiguousarray(pixels), channel_axis=2)
         return torch.from_numpy(np.ascontiguousarray(values.transpose(2, 0, 1)))[None]
+
+
+def probe_images(sizes: Sequence[tuple[int, int]]) -> Iterator[Image.Image]:
+    """Seeded random RGB images of ``(width, height)`` ``sizes``: what a fast path checks itself
+    against its processor on (the same images every time)."""
+    from PIL import Image
+
+    rng = np.random.default_rng(0)
+    for width, height in sizes:
+        yield Image.fromarray(rng.integers(0, 256, size=(height, width, 3), dtype=np.uint8), "RGB")

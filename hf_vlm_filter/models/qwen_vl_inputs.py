@@ -27,7 +27,7 @@ import numpy as np
 import torch
 from PIL import Image
 
-from ..inputs.pixels import PixelLookup
+from ..inputs.pixels import PixelLookup, probe_images
 
 #: Qwen2-VL's chat format, used only when a tokenizer ships no chat template of its own.
 QWEN_VL_CHAT_TEMPLATE = (
@@ -103,9 +103,7 @@ class QwenVLImagePatches:
         return fast if fast._matches(image_processor) else None
 
     def _matches(self, image_processor: Any) -> bool:
-        rng = np.random.default_rng(0)
-        for width, height in ((97, 61), (640, 480), (33, 700)):
-            image = Image.fromarray(rng.integers(0, 256, size=(height, width, 3), dtype=np.uint8), "RGB")
+        for image in probe_images(((97, 61), (640, 480), (33, 700))):
             reference = image_processor(images=[image], return_tensors="pt")
             pixel_values, grid = self(image)
             if not (torch.equal(grid, reference["image_grid_thw"]) and torch.equal(pixel_values, reference["pixel_values"])):
