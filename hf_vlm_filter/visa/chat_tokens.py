@@ -52,6 +52,16 @@ class ChatTokenizer:
         self.image_token_id = tokenizer.convert_tokens_to_ids(IMAGE_TOKEN)
         self.pad_token_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
         self.merge_length = int(getattr(image_processor, "merge_size", 2)) ** 2
+        self._piece_ids: dict[tuple[int, bool], list[list[int]]] = {}
+
+    def _template_ids(self, n_turns: int, with_image: bool) -> list[list[int]]:
+        """Token ids of the template pieces around the turns' contents (they depend on the number of
+        turns and on the image only: rendered and tokenised once per shape, not once per row)."""
+        key = (n_turns, with_image)
+        if key not in self._piece_ids:
+            self._piece_ids[key] = [self.tokenizer(piece, add_special_tokens=False)["input_ids"]
+                                    for piece in self._template(n_turns, with_image)]
+        return self._piece_ids[key]
 
     def _template(self, n_turns: int, with_image: bool) -> list[str]:
         messages: list[dict[str, Any]] = [{"role": "system", "content": self.system_prompt}]
@@ -71,13 +81,12 @@ class ChatTokenizer:
 
     def build(self, turns: list[Turn], image: Image.Image | None) -> ChatTokens:
         """Token ids and answer flags of ``turns``, with ``image`` in the first question (or none)."""
-        pieces = self._template(len(turns), image is not None)
+        pieces = self._template_ids(len(turns), image is not None)
         ids: list[int] = []
         flags: list[bool] = []
         starts: list[int] = []
         pixel_values = grid = None
-        for slot, piece in enumerate(pieces):
-            piece_ids = self.tokenizer(piece, add_special_tokens=False)["input_ids"]
+        for slot, piece_ids in enumerate(pieces):
             if slot == 0 and image is not None:
                 vision = self.image_processor(images=[image], return_tensors="pt")
                 pixel_values, grid = vision["pixel_values"], vision["image_grid_thw"]
