@@ -164,8 +164,6 @@ class ObjectTagCounter(Scorer):
     config_class = ObjectAlignmentConfig
 
     def __init__(self, model: str = DEFAULT_DETECTOR, **options: Any) -> None:
-        if isinstance(options.get("tags"), list):
-            options["tags"] = tuple(options["tags"])
         super().__init__(ObjectAlignmentConfig(model=str(model), **options))
 
     def load_processors(self) -> _Preprocessing:
@@ -288,13 +286,17 @@ class DocumentFrequencies:
         return cls(int(data["n_documents"]), {str(k): int(v) for k, v in data["frequencies"].items()})
 
 
+#: The counts pass's error column (``oa_objects_error``), read by the scoring pass.
+COUNTS_ERROR_COLUMN = f"{ObjectTagCounter.prefix}_{ObjectTagCounter.score_name}_error"
+
+
 def oa_document_frequencies(dataset: Any, sample_size: int | None = None, batch_size: int = 1000) -> DocumentFrequencies:
     """Document frequencies from the counts pass of ``dataset``.
 
     A ``Dataset`` is read whole (or its first ``sample_size`` rows); an ``IterableDataset`` needs
     ``sample_size`` (its first rows are the sample; shuffle it first for a random one).
     """
-    error_column = f"{ObjectTagCounter.prefix}_{ObjectTagCounter.score_name}_error"
+    error_column = COUNTS_ERROR_COLUMN
     columns = getattr(dataset, "column_names", None)
     if columns is not None and COUNTS_COLUMN not in columns:
         raise KeyError(f"column {COUNTS_COLUMN!r} not found: run the ObjectTagCounter pass first (columns: {columns})")
@@ -330,7 +332,7 @@ class ObjectAlignmentScore:
         self.frequencies = frequencies
 
     def __call__(self, batch: Batch) -> dict[str, Any]:
-        error_column = f"{ObjectTagCounter.prefix}_{ObjectTagCounter.score_name}_error"
+        error_column = COUNTS_ERROR_COLUMN
         if COUNTS_COLUMN not in batch:
             raise KeyError(f"column {COUNTS_COLUMN!r} not in the batch: run the ObjectTagCounter pass first")
         errors = list(batch.get(error_column) or [""] * len(batch[COUNTS_COLUMN]))
