@@ -12,6 +12,7 @@ from PIL import Image
 
 from hf_vlm_filter import JudgeConfig, VLMJudge
 from hf_vlm_filter.inputs import ImagePolicy, PixelLookup, image_size_hint
+from hf_vlm_filter.inputs.pixels import ResizeCropPixels
 from hf_vlm_filter.models.qwen_vl_inputs import QwenVLImagePatches
 from hf_vlm_filter.scorers.pipeline import PipelineOptions, PreparedBatch, plan_micro_batches, run_pipeline
 from tests.conftest import jpeg_bytes, random_image
@@ -172,6 +173,35 @@ def test_fast_patches_refuse_a_processor_they_would_not_match():
     assert QwenVLImagePatches.for_processor(odd) is None
     plain = Qwen2VLImageProcessorPil(min_pixels=56 * 56, max_pixels=224 * 224)
     assert QwenVLImagePatches.for_processor(plain) is not None
+
+
+def test_a_processor_that_fails_on_a_probe_keeps_the_processor_path(caplog):
+    """The fast paths' self-checks run inside the fallback: a processor that raises on one of the
+    probe images gives ``None`` (keep the processor), not an error when the scorer is built."""
+    from transformers import CLIPImageProcessorPil
+    from transformers.models.qwen2_vl import Qwen2VLImageProcessorPil
+
+    def refuse_thin_images(processor):
+        call = processor.__call__
+
+        class Refusing(type(processor)):
+            def __call__(self, images, **kwargs):
+                if any(min(image.size) < 20 or image.width < 40 for image in images):
+                    raise ValueError("image too small for this processor")
+                return call(images, **kwargs)
+
+        processor.__class__ = Refusing
+        return processor
+
+    qwen = refuse_thin_images(Qwen2VLImageProcessorPil(min_pixels=56 * 56, max_pixels=224 * 224))
+    clip = refuse_thin_images(CLIPImageProcessorPil())
+    with caplog.at_level("INFO", logger="hf_vlm_filter.inputs.pixels"):
+        assert QwenVLImagePatches.for_processor(qwen) is None
+        assert ResizeCropPixels.for_processor(clip) is None
+    assert caplog.text.count("self-check failed: ValueError: image too small") == 2
+    # the same processors, unpatched, do get their fast paths
+    assert QwenVLImagePatches.for_processor(Qwen2VLImageProcessorPil(min_pixels=56 * 56, max_pixels=224 * 224))
+    assert ResizeCropPixels.for_processor(CLIPImageProcessorPil()) is not None
 
 
 def test_pixel_lookup_equals_rescale_and_normalize():

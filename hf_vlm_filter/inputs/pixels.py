@@ -22,8 +22,9 @@ Example:
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterator, Sequence
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import numpy as np
 
@@ -115,7 +116,7 @@ class ResizeCropPixels:
             fast = cls(processor, lookup)
         except (AttributeError, TypeError, ValueError):
             return None
-        return fast if fast._matches(processor) else None
+        return verified_fast_path(fast, processor)
 
     def _matches(self, processor: Any) -> bool:
         import torch
@@ -158,6 +159,26 @@ class ResizeCropPixels:
             pixels = center_crop(pixels, self.crop, data_format=last, input_data_format=last)
         values = self.lookup(np.ascontiguousarray(pixels), channel_axis=2)
         return torch.from_numpy(np.ascontiguousarray(values.transpose(2, 0, 1)))[None]
+
+
+F = TypeVar("F")
+logger = logging.getLogger(__name__)
+
+
+def verified_fast_path(fast: F, processor: Any) -> F | None:
+    """``fast`` when its ``_matches(processor)`` self-check passes on the probe images, else ``None``.
+
+    A probe that the processor (or the fast path) fails on counts as a mismatch, not as an error:
+    the scorer keeps the processor, which is exact by definition, and only loses speed.
+    """
+    try:
+        if fast._matches(processor):  # type: ignore[attr-defined]
+            return fast
+        reason = "differs from the processor on the probe images"
+    except Exception as exc:  # noqa: BLE001 - any failure of the self-check means: keep the processor
+        reason = f"self-check failed: {type(exc).__name__}: {exc}"
+    logger.info("%s not used for %s (%s); using the processor", type(fast).__name__, type(processor).__name__, reason)
+    return None
 
 
 def probe_images(sizes: Sequence[tuple[int, int]]) -> Iterator[Image.Image]:

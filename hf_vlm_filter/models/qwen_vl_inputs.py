@@ -27,7 +27,7 @@ import numpy as np
 import torch
 from PIL import Image
 
-from ..inputs.pixels import PixelLookup, probe_images
+from ..inputs.pixels import PixelLookup, probe_images, verified_fast_path
 
 #: Qwen2-VL's chat format, used only when a tokenizer ships no chat template of its own.
 QWEN_VL_CHAT_TEMPLATE = (
@@ -100,7 +100,7 @@ class QwenVLImagePatches:
             fast = cls(image_processor, lookup)
         except (AttributeError, TypeError, ValueError, ImportError):
             return None
-        return fast if fast._matches(image_processor) else None
+        return verified_fast_path(fast, image_processor)
 
     def _matches(self, image_processor: Any) -> bool:
         for image in probe_images(((97, 61), (640, 480), (33, 700))):
