@@ -61,6 +61,33 @@ def test_composite_decodes_once_and_matches_each_scorer(tiny_judge_path, tiny_cl
     assert out["judge_error"][3] == "empty caption" and not math.isnan(out["clip_score"][0])
 
 
+def test_composite_decodes_on_the_prefetch_pool_with_the_serial_results(tiny_judge_path, tiny_clip_path, monkeypatch):
+    import threading
+
+    batch = pairs()[:]
+    serial = CompositeScorer([VLMJudge(tiny_judge_path, device="cpu", dtype="float32", prefetch_workers=0),
+                              ClipScorer(tiny_clip_path, device="cpu", dtype="float32", prefetch_workers=0)])
+    pooled = CompositeScorer([s.with_options(prefetch_workers=w) for s, w in zip(serial.scorers, (1, 3))])
+    assert (serial.decode_workers(), pooled.decode_workers()) == (0, 3)
+    expected = serial(batch)
+    threads = set()
+    original = Image.open
+
+    def recording(*args, **kwargs):
+        threads.add(threading.current_thread().name)
+        return original(*args, **kwargs)
+
+    monkeypatch.setattr(Image, "open", recording)
+    out = pooled(batch)
+    assert threads and all(name.startswith("hf-vlm-filter-prefetch") for name in threads)  # none in the caller
+    assert set(out) == set(expected)
+    for name in out:
+        if name.endswith("_score"):
+            np.testing.assert_array_equal(out[name], expected[name])
+        else:
+            assert list(out[name]) == list(expected[name])
+
+
 def test_composite_in_map_and_pickle(tiny_judge_path, tiny_clip_path):
     both = CompositeScorer([VLMJudge(tiny_judge_path, device="cpu", dtype="float32"),
                             ClipScorer(tiny_clip_path, device="cpu", dtype="float32")])

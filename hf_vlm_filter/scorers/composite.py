@@ -6,6 +6,8 @@ with :func:`~hf_vlm_filter.inputs.load_image`, then hands every sub-scorer a bat
 column holds the decoded RGB images. ``load_image`` returns such an image as it is (already RGB,
 oriented and within the image policy), so the sub-scorers do no decoding of their own. A row whose
 image cannot be decoded keeps its original cell, so every sub-scorer reports the same reason.
+Decoding runs on the background pool of :mod:`~hf_vlm_filter.scorers.pipeline` when any
+sub-scorer has ``prefetch_workers`` (the largest count is used), in the calling thread otherwise.
 
 Example:
     >>> both = CompositeScorer([VLMJudge("./judge"), ClipScorer("./clip")])    # doctest: +SKIP
@@ -21,6 +23,7 @@ from datasets import Features
 
 from ..inputs import ImagePolicy, RowError, load_image
 from .base import Batch, Scorer, _batch_size
+from .pipeline import prefetch_pool
 
 
 def _image_column(scorer: Scorer, batch: Batch) -> str | None:
@@ -104,7 +107,7 @@ class CompositeScorer:
             root = getattr(scorer.config, "image_root", None)
             key = (column, root)
             if key not in decoded:
-                decoded[key] = [self._decode(batch[column][i], ImagePolicy(image_root=root)) for i in range(size)]
+                decoded[key] = self._decode_column(batch[column], size, ImagePolicy(image_root=root))
             view = dict(batch)
             view[column] = decoded[key]
             views.append(view)
@@ -112,6 +115,16 @@ class CompositeScorer:
         for scorer, view in zip(self.scorers, views):
             columns.update(scorer(view, rank))
         return columns
+
+    def decode_workers(self) -> int:
+        """Threads that decode a batch's images: the most ``prefetch_workers`` of any sub-scorer."""
+        return max(scorer.pipeline_options().prefetch_workers for scorer in self.scorers)
+
+    def _decode_column(self, cells: Sequence[Any], size: int, policy: ImagePolicy) -> list[Any]:
+        workers = self.decode_workers()
+        if workers == 0 or size < 2:
+            return [self._decode(cells[i], policy) for i in range(size)]
+        return list(prefetch_pool(workers).map(self._decode, (cells[i] for i in range(size)), [policy] * size))
 
     @staticmethod
     def _decode(cell: Any, policy: ImagePolicy) -> Any:
