@@ -96,14 +96,14 @@ def save_real_shape_judge(out: Path) -> Path:
 @contextmanager
 def processor_path(scorer, use_processor: bool):
     """Temporarily score with the transformers image processor instead of the fast exact patches."""
-    builder = scorer.preprocessing.builder
-    saved = builder.fast_patches
+    vision = scorer.preprocessing.builder.vision
+    saved = vision.fast_patches
     if use_processor:
-        builder.fast_patches = None
+        vision.fast_patches = None
     try:
         yield
     finally:
-        builder.fast_patches = saved
+        vision.fast_patches = saved
 
 
 def time_preprocessing(ds, scorer, workers: int, micro: int) -> float:

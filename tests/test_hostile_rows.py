@@ -237,7 +237,7 @@ def test_caption_special_token_text_stays_text(judge):
     image = random_image(70, 70, seed=7)
     plain = builder.build(image, "a dog")
     hostile = builder.build(image, SPECIAL_CAPTION)
-    needed = int(plain.image_grid_thw[0].prod()) // builder.merge_length
+    needed = builder.vision.tokens(plain.image_grid_thw)
     assert needed > 0
     for pair in (plain, hostile):
         assert pair.input_ids.count(builder.image_token_id) == needed

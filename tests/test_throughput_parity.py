@@ -94,9 +94,9 @@ def test_judge_optimised_path_scores_like_the_unoptimised_path(tiny_judge_path, 
     budget = {"min_pixels": min(side * side, 256 * 28 * 28), "max_pixels": side * side}
     judge = VLMJudge(tiny_judge_path, device="cpu", dtype="float32", **budget)
     builder = judge.preprocessing.builder
-    assert builder.fast_patches is not None
+    assert builder.vision.fast_patches is not None
     unoptimised = judge.with_options(micro_batch_size=None, prefetch_workers=0, group_by_length=False)
-    with without_fast_pixels(builder, "fast_patches"):
+    with without_fast_pixels(builder.vision, "fast_patches"):
         slow = mapped(unoptimised)
     assert_same_rows(mapped(unoptimised), slow, atol=0)  # exact patches: bit-identical scores
     optimised = mapped(judge.with_options(micro_batch_size=4, prefetch_workers=2, group_by_length=True), batch_size=13)

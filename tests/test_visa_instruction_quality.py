@@ -68,6 +68,7 @@ def reference_scores(path: str, image, messages, pt_tokens: int = 10) -> tuple[f
 def test_pt_and_im_match_direct_per_row_logprobs(tiny_judge_path):
     ds = llava_rows(4)
     scorer = InstructionQuality(tiny_judge_path, device="cpu")
+    assert scorer.preprocessing.chat.vision.fast_patches is not None  # the reference below uses the processor
     out = map_with_scorer(ds, scorer, batch_size=3)
     for row in range(3):
         pt, im = reference_scores(tiny_judge_path, ds[row]["image"], ds[row]["conversations"])

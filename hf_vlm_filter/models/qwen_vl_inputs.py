@@ -20,6 +20,7 @@ fast tokenizer toggles ``encode_special_tokens`` on its shared backend at every 
 from __future__ import annotations
 
 import threading
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -135,6 +136,89 @@ class QwenVLImagePatches:
         return torch.from_numpy(flat), torch.tensor([[1, rows, cols]], dtype=torch.int64)
 
 
+class QwenVLVision:
+    """A Qwen-VL image as model inputs: ``pixel_values``, ``image_grid_thw`` and its token count.
+
+    Uses the exact :class:`QwenVLImagePatches` when they reproduce ``image_processor`` (checked once,
+    here), the processor itself otherwise; shared by the judge's prompts and ViSA's conversations.
+
+    Example:
+        >>> from PIL import Image
+        >>> from transformers.models.qwen2_vl import Qwen2VLImageProcessorPil
+        >>> vision = QwenVLVision(Qwen2VLImageProcessorPil(min_pixels=56 * 56, max_pixels=224 * 224))
+        >>> pixel_values, grid = vision.pixels(Image.new("RGB", (112, 56), "red"))
+        >>> grid.tolist(), vision.tokens(grid), vision.image_tokens(56, 112)
+        ([[1, 4, 8]], 8, 8)
+    """
+
+    def __init__(self, image_processor: Any) -> None:
+        self.image_processor = image_processor
+        self.merge_length = int(getattr(image_processor, "merge_size", 2)) ** 2
+        self.fast_patches = QwenVLImagePatches.for_processor(image_processor)
+
+    def pixels(self, image: Image.Image) -> tuple[torch.Tensor, torch.Tensor]:
+        """``(pixel_values, image_grid_thw)`` of one image: the fast path when exact, else the processor."""
+        if self.fast_patches is not None and image.mode == "RGB":
+            return self.fast_patches(image)
+        vision = self.image_processor(images=[image], return_tensors="pt")
+        return vision["pixel_values"], vision["image_grid_thw"]
+
+    def tokens(self, grid: torch.Tensor) -> int:
+        """``<|image_pad|>`` tokens of an image whose ``image_grid_thw`` is ``grid`` (one per merged patch)."""
+        return int(grid[0].prod()) // self.merge_length
+
+    def image_tokens(self, height: int, width: int) -> int:
+        """How many ``<|image_pad|>`` tokens a ``height`` x ``width`` image becomes (``-1``: unknown)."""
+        if self.fast_patches is None:
+            return -1
+        rows, cols = self.fast_patches.grid(height, width)
+        return rows * cols // self.merge_length
+
+
+def expand_image_placeholder(ids: list[int], image_token_id: int, n_tokens: int) -> list[int]:
+    """``ids`` with its single image placeholder repeated ``n_tokens`` times, as the processor does.
+
+    Example:
+        >>> expand_image_placeholder([1, 7, 2], image_token_id=7, n_tokens=3)
+        [1, 7, 7, 7, 2]
+    """
+    if ids.count(image_token_id) != 1:
+        raise ValueError("the chat template must write exactly one image placeholder before the text")
+    at = ids.index(image_token_id)
+    return ids[:at] + [image_token_id] * n_tokens + ids[at + 1 :]
+
+
+def left_pad_inputs(
+    rows: list[list[int]],
+    pad_token_id: int,
+    image_token_id: int,
+    images: Sequence[tuple[torch.Tensor, torch.Tensor]] = (),
+) -> dict[str, torch.Tensor]:
+    """Left-padded ``input_ids`` / ``attention_mask`` / ``mm_token_type_ids`` of token ``rows``, plus
+    the ``(pixel_values, image_grid_thw)`` of ``images`` concatenated in row order when given.
+
+    Example:
+        >>> inputs = left_pad_inputs([[5, 6, 7], [8]], pad_token_id=0, image_token_id=6)
+        >>> inputs["input_ids"].tolist(), inputs["attention_mask"].tolist(), inputs["mm_token_type_ids"].tolist()
+        ([[5, 6, 7], [0, 0, 8]], [[1, 1, 1], [0, 0, 1]], [[0, 1, 0], [0, 0, 0]])
+    """
+    width = max(len(row) for row in rows)
+    input_ids = torch.full((len(rows), width), pad_token_id, dtype=torch.long)
+    attention_mask = torch.zeros((len(rows), width), dtype=torch.long)
+    for i, row in enumerate(rows):
+        input_ids[i, width - len(row) :] = torch.tensor(row, dtype=torch.long)
+        attention_mask[i, width - len(row) :] = 1
+    inputs = {
+        "input_ids": input_ids,
+        "attention_mask": attention_mask,
+        "mm_token_type_ids": (input_ids == image_token_id).to(torch.int32),
+    }
+    if images:
+        inputs["pixel_values"] = torch.cat([pixel_values for pixel_values, _ in images])
+        inputs["image_grid_thw"] = torch.cat([grid for _, grid in images])
+    return inputs
+
+
 class QwenVLPromptBuilder:
     """Builds ``system / user[image, prefix + caption] / assistant[+ forced text]`` prompts.
 
@@ -164,15 +248,13 @@ class QwenVLPromptBuilder:
         if self.image_token_id is None or self.image_token_id == tokenizer.unk_token_id:
             raise ValueError(f"the tokenizer has no {IMAGE_TOKEN} token: is this a Qwen-VL checkpoint?")
         self.pad_token_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
-        self.merge_length = int(getattr(image_processor, "merge_size", 2)) ** 2
-        self.fast_patches = QwenVLImagePatches.for_processor(image_processor)
+        self.vision = QwenVLVision(image_processor)
         self._tokenizer_lock = threading.Lock()
         text = self.render(system_prompt, user_prefix + _CAPTION_SLOT)
         head, tail = text.split(_CAPTION_SLOT)
         self.head_ids = self._encode(head)
         self.tail_ids = self._encode(tail + assistant_prefix)
-        if self.head_ids.count(self.image_token_id) != 1:
-            raise ValueError("the chat template must place exactly one image placeholder before the caption")
+        expand_image_placeholder(self.head_ids, self.image_token_id, 1)  # checks the template writes one
 
     def render(self, system_prompt: str, user_text: str) -> str:
         """The chat-template text of the prompt (with a single, unexpanded image placeholder)."""
@@ -195,44 +277,15 @@ class QwenVLPromptBuilder:
 
     def image_tokens(self, height: int, width: int) -> int:
         """How many ``<|image_pad|>`` tokens a ``height`` x ``width`` image becomes (``-1``: unknown)."""
-        if self.fast_patches is None:
-            return -1
-        rows, cols = self.fast_patches.grid(height, width)
-        return rows * cols // self.merge_length
-
-    def pixels(self, image: Image.Image) -> tuple[torch.Tensor, torch.Tensor]:
-        """``(pixel_values, image_grid_thw)`` of one image: the fast path when exact, else the processor."""
-        if self.fast_patches is not None and image.mode == "RGB":
-            return self.fast_patches(image)
-        vision = self.image_processor(images=[image], return_tensors="pt")
-        return vision["pixel_values"], vision["image_grid_thw"]
+        return self.vision.image_tokens(height, width)
 
     def build(self, image: Image.Image, caption: str) -> PreparedPair:
-        pixel_values, grid = self.pixels(image)
-        n_tokens = int(grid[0].prod()) // self.merge_length
-        slot = self.head_ids.index(self.image_token_id)
-        ids = (
-            self.head_ids[:slot]
-            + [self.image_token_id] * n_tokens
-            + self.head_ids[slot + 1 :]
-            + self.caption_ids(caption)
-            + self.tail_ids
-        )
-        return PreparedPair(ids, pixel_values, grid)
+        pixel_values, grid = self.vision.pixels(image)
+        head = expand_image_placeholder(self.head_ids, self.image_token_id, self.vision.tokens(grid))
+        return PreparedPair(head + self.caption_ids(caption) + self.tail_ids, pixel_values, grid)
 
     def collate(self, items: list[PreparedPair], suffix_ids: list[int] = ()) -> dict[str, torch.Tensor]:
         """Left-pad a list of pairs (plus optional teacher-forced ``suffix_ids``) into model inputs."""
         rows = [item.input_ids + list(suffix_ids) for item in items]
-        width = max(len(row) for row in rows)
-        input_ids = torch.full((len(rows), width), self.pad_token_id, dtype=torch.long)
-        attention_mask = torch.zeros((len(rows), width), dtype=torch.long)
-        for i, row in enumerate(rows):
-            input_ids[i, width - len(row) :] = torch.tensor(row, dtype=torch.long)
-            attention_mask[i, width - len(row) :] = 1
-        return {
-            "input_ids": input_ids,
-            "attention_mask": attention_mask,
-            "mm_token_type_ids": (input_ids == self.image_token_id).to(torch.int32),
-            "pixel_values": torch.cat([item.pixel_values for item in items]),
-            "image_grid_thw": torch.cat([item.image_grid_thw for item in items]),
-        }
+        images = [(item.pixel_values, item.image_grid_thw) for item in items]
+        return left_pad_inputs(rows, self.pad_token_id, self.image_token_id, images)

@@ -6,7 +6,9 @@ questions and answers are tokenised on their own with ``split_special_tokens=Tru
 ``<|im_end|>`` in an answer stays ordinary characters). Each token gets a flag saying whether it
 is an answer token: only those are scored. The turn-closing ``<|im_end|>`` belongs to the
 template, not to the answer. With an image, the single ``<|image_pad|>`` placeholder the template
-writes at the start of the first question is expanded to one token per merged patch.
+writes at the start of the first question is expanded to one token per merged patch; pixels, the
+expansion and the left-padded batch come from :mod:`hf_vlm_filter.models.qwen_vl_inputs`, as for
+the judge (the exact fast patches when they match the image processor).
 """
 
 from __future__ import annotations
@@ -17,7 +19,13 @@ from typing import Any
 import torch
 from PIL import Image
 
-from ..models.qwen_vl_inputs import IMAGE_TOKEN, QWEN_VL_CHAT_TEMPLATE
+from ..models.qwen_vl_inputs import (
+    IMAGE_TOKEN,
+    QWEN_VL_CHAT_TEMPLATE,
+    QwenVLVision,
+    expand_image_placeholder,
+    left_pad_inputs,
+)
 from .conversations import Turn
 
 _SENTINEL = "\u2063S{}\u2063"
@@ -46,12 +54,11 @@ class ChatTokenizer:
 
     def __init__(self, tokenizer: Any, image_processor: Any, *, system_prompt: str, max_answer_tokens: int) -> None:
         self.tokenizer = tokenizer
-        self.image_processor = image_processor
+        self.vision = QwenVLVision(image_processor)
         self.system_prompt = system_prompt
         self.max_answer_tokens = max_answer_tokens
         self.image_token_id = tokenizer.convert_tokens_to_ids(IMAGE_TOKEN)
         self.pad_token_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
-        self.merge_length = int(getattr(image_processor, "merge_size", 2)) ** 2
         self._piece_ids: dict[tuple[int, bool], list[list[int]]] = {}
 
     def _template_ids(self, n_turns: int, with_image: bool) -> list[list[int]]:
@@ -88,13 +95,8 @@ class ChatTokenizer:
         pixel_values = grid = None
         for slot, piece_ids in enumerate(pieces):
             if slot == 0 and image is not None:
-                vision = self.image_processor(images=[image], return_tensors="pt")
-                pixel_values, grid = vision["pixel_values"], vision["image_grid_thw"]
-                if piece_ids.count(self.image_token_id) != 1:
-                    raise ValueError("the chat template must write one image placeholder before the first question")
-                at = piece_ids.index(self.image_token_id)
-                n_tokens = int(grid[0].prod()) // self.merge_length
-                piece_ids = piece_ids[:at] + [self.image_token_id] * n_tokens + piece_ids[at + 1 :]
+                pixel_values, grid = self.vision.pixels(image)
+                piece_ids = expand_image_placeholder(piece_ids, self.image_token_id, self.vision.tokens(grid))
             ids += piece_ids
             flags += [False] * len(piece_ids)
             if slot == len(pieces) - 1:
@@ -112,21 +114,8 @@ class ChatTokenizer:
 
     def collate(self, items: list[ChatTokens]) -> dict[str, torch.Tensor]:
         """Left-pad conversations into model inputs (image tensors included when the items have them)."""
-        width = max(len(item.input_ids) for item in items)
-        input_ids = torch.full((len(items), width), self.pad_token_id, dtype=torch.long)
-        attention_mask = torch.zeros((len(items), width), dtype=torch.long)
-        for row, item in enumerate(items):
-            input_ids[row, width - len(item.input_ids) :] = torch.tensor(item.input_ids, dtype=torch.long)
-            attention_mask[row, width - len(item.input_ids) :] = 1
-        inputs = {
-            "input_ids": input_ids,
-            "attention_mask": attention_mask,
-            "mm_token_type_ids": (input_ids == self.image_token_id).to(torch.int32),
-        }
-        if items[0].pixel_values is not None:
-            inputs["pixel_values"] = torch.cat([item.pixel_values for item in items])
-            inputs["image_grid_thw"] = torch.cat([item.image_grid_thw for item in items])
-        return inputs
+        images = [(item.pixel_values, item.image_grid_thw) for item in items if item.pixel_values is not None]
+        return left_pad_inputs([item.input_ids for item in items], self.pad_token_id, self.image_token_id, images)
 
 
 def load_qwen_vl_model(scorer: Any, device: torch.device, dtype: torch.dtype) -> torch.nn.Module:
