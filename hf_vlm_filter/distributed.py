@@ -152,11 +152,10 @@ def wait_for_ranks(
     deadline = time.monotonic() + seconds
     out_dir = Path(out_dir)
     while True:
-        states = [RankState.load(out_dir, rank) for rank in range(world_size)]
+        states, waiting = RankState.load_all(out_dir, world_size)
         wrong = [s.rank for s in states if s is not None and s.world_size != world_size]
         if wrong:
             raise JobStateError(f"ranks {wrong} of {out_dir} belong to a job with another world size")
-        waiting = [rank for rank, state in enumerate(states) if state is None or not state.done]
         if not waiting:
             return states  # type: ignore[return-value] - none is None here
         if time.monotonic() >= deadline:

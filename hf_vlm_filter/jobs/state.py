@@ -114,6 +114,13 @@ class RankState:
         data["shards"] = [ShardRecord(**shard) for shard in data.get("shards", [])]
         return cls(**data)
 
+    @classmethod
+    def load_all(cls, out_dir: Path, world_size: int) -> "tuple[list[RankState | None], list[int]]":
+        """The states of ranks ``0 .. world_size - 1`` (``None`` where missing) and the ranks that
+        are missing or not done yet."""
+        states = [cls.load(out_dir, rank) for rank in range(world_size)]
+        return states, [rank for rank, state in enumerate(states) if state is None or not state.done]
+
     def pending_uploads(self) -> list[str]:
         """Finished shards not yet uploaded, in order."""
         done = set(self.uploaded)

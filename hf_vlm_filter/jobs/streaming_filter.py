@@ -182,8 +182,7 @@ def finalize_job(
     first = RankState.load(out_dir, 0)
     if first is None:
         raise JobStateError(f"{out_dir} holds no job state (state/rank-000.json is missing)")
-    states = [first] + [RankState.load(out_dir, rank) for rank in range(1, first.world_size)]
-    unfinished = [rank for rank, state in enumerate(states) if state is None or not state.done]
+    states, unfinished = RankState.load_all(out_dir, first.world_size)
     if unfinished:
         raise JobStateError(f"ranks {unfinished} of {out_dir} have not finished; resume them first")
     summary = RunSummary.from_dict(states[0].summary)
