@@ -10,7 +10,7 @@ import sys
 from collections import Counter
 
 import pytest
-from datasets import ClassLabel, Dataset, DatasetDict, Image, load_from_disk
+from datasets import ClassLabel, Dataset, DatasetDict, Features, Image, Value, load_from_disk
 
 from hf_vlm_filter.models.loading import CheckpointUnavailableError
 from hf_vlm_filter.training.builder import (
@@ -33,7 +33,7 @@ from hf_vlm_filter.training.perturb import (
 )
 from hf_vlm_filter.training.rewrite import RewriteGenerator, level_prompt
 
-from ._judge_dataset_helpers import CAPTIONS, caption_source, document_source, save_tiny_chat_lm
+from ._judge_dataset_helpers import CAPTIONS, caption_source, document_source, png_bytes, save_tiny_chat_lm
 
 POOL = ("A man riding an elephant.", "A plate of food on a kitchen table.")
 
@@ -243,6 +243,41 @@ def test_rows_the_scorers_would_refuse_are_skipped_not_built(tmp_path):
     graded = build_judge_dataset(source, validation_fraction=0.01, seed=0, cache_dir=str(tmp_path / "c"))
     assert sorted(graded["train"]["source_id"]) == ["pair-000", "pair-005"]
     assert all(example["image"].size == (24, 24) for example in graded["train"])  # every kept image decodes
+
+
+def test_archived_image_paths_are_read_like_the_scorers_read_them(tmp_path):
+    """A path cell naming a member of an archive (``zip://member::archive``, as datasets writes for
+    image folders in archives; ``hf://`` goes through the same opener) is read, not skipped."""
+    import zipfile
+
+    from hf_vlm_filter.inputs import load_image, read_path_bytes
+
+    archive = tmp_path / "images.zip"
+    with zipfile.ZipFile(archive, "w") as zipped:
+        for index in range(4):
+            zipped.writestr(f"img/{index}.png", png_bytes(index))
+        zipped.writestr("img/broken.png", b"not a png")
+    paths = [f"zip://img/{index}.png::{archive}" for index in range(4)] + [f"zip://img/broken.png::{archive}",
+                                                                           f"zip://img/absent.png::{archive}"]
+    source = Dataset.from_dict({"image": [{"bytes": None, "path": p} for p in paths],
+                                "caption": list(CAPTIONS[:6])}, features=Features({"image": Image(decode=False),
+                                                                                     "caption": Value("string")}))
+    graded = build_judge_dataset(source, validation_fraction=0.01, seed=0, cache_dir=str(tmp_path / "c"))
+    train = graded["train"].cast_column("image", Image(decode=False))
+    assert sorted(graded["train"]["source_id"]) == ["0", "1", "2", "3"]  # row numbers: the source has no ids
+    by_id = {row["source_id"]: row["image"] for row in train}
+    for index in range(4):
+        assert by_id[str(index)] == {"bytes": png_bytes(index), "path": f"{index}.png"}
+        assert read_path_bytes(paths[index]) == png_bytes(index)
+        assert load_image(paths[index]).mode == "RGB"
+
+
+def test_without_cache_dir_the_arrow_files_live_in_the_session_temporary_folder():
+    from datasets.fingerprint import get_temporary_cache_files_directory
+
+    graded = build_judge_dataset(caption_source(4), validation_fraction=0.01, seed=0)
+    files = [f["filename"] for f in graded["train"].cache_files]
+    assert files and all(f.startswith(get_temporary_cache_files_directory()) for f in files)
 
 
 def test_builder_class_prepares_like_the_function(source, graded, tmp_path):

@@ -142,12 +142,26 @@ def _open_bytes(data: bytes) -> Image.Image:
 
 
 def _open_path(path: str | os.PathLike, policy: ImagePolicy) -> Image.Image:
+    return _open_bytes(read_path_bytes(path, policy))
+
+
+def read_path_bytes(path: str | os.PathLike, policy: ImagePolicy = ImagePolicy()) -> bytes:
+    """The bytes of the file an image cell's ``path`` names, as :func:`load_image` reads it: a local
+    path (``~`` expanded, a relative one under ``policy.image_root``), or a remote or archived one
+    (``hf://...``, ``zip://member::archive``, ``https://...``). Raises :class:`RowError`.
+
+    Example:
+        >>> read_path_bytes("no/such/file.jpg")
+        Traceback (most recent call last):
+        ...
+        hf_vlm_filter.inputs.images.RowError: image file not found: no/such/file.jpg
+    """
     if isinstance(path, str) and _is_url(path):
-        return _open_url(path)
+        return _read_url(path)
     resolved = _local_path(path, policy)
     if not resolved.is_file():
         raise RowError(f"image file not found: {os.fspath(path)}")
-    return _pil_open(io.BytesIO(resolved.read_bytes()))
+    return resolved.read_bytes()
 
 
 def _local_path(path: str | os.PathLike, policy: ImagePolicy) -> Path:
@@ -163,7 +177,7 @@ def _is_url(path: str) -> bool:
     return "://" in path or "::" in path
 
 
-def _open_url(url: str) -> Image.Image:
+def _read_url(url: str) -> bytes:
     """A remote or archived file (``hf://...``, ``zip://member::archive``, ``https://...``), read with
     the opener ``datasets`` itself uses for such paths (Hub token and chained URLs handled)."""
     from datasets.utils.file_utils import xopen
@@ -175,7 +189,7 @@ def _open_url(url: str) -> Image.Image:
         raise RowError(f"image file not found: {url}") from None
     except Exception as exc:  # noqa: BLE001 - network / filesystem errors of any fsspec backend
         raise RowError(f"image could not be read: {url}: {type(exc).__name__}: {_short(exc)}") from None
-    return _open_bytes(data)
+    return data
 
 
 def _pil_open(stream: io.BytesIO) -> Image.Image:

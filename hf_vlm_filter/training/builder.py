@@ -45,13 +45,13 @@ import tempfile
 import uuid
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import Any
 
 import datasets
 from datasets import DatasetDict, Features, Image, IterableDataset, List, Value
 
-from ..inputs import RowError, load_image
+from ..inputs import ImagePolicy, RowError, load_image, read_path_bytes
 from ..sources import lazy_images, load_source
 from .levels import LEVEL_NAMES, graded_caption_features, judge_target, score_for_level
 from .perturb import _normalise, justification, perturb, perturb_document
@@ -175,7 +175,8 @@ def build_judge_dataset(
         image_column / text_column / id_column: source columns (found by name when ``None``).
         pool_size: rows per window whose captions feed ``other_caption`` / ``object_swap``.
         justify: put a short justification before ``score: {N}`` in ``target``.
-        cache_dir: where the Arrow files are written (a fresh temporary folder when ``None``).
+        cache_dir: where the Arrow files are written; ``None``: a temporary folder that is deleted when
+            the Python session ends (``save_to_disk`` or ``push_to_hub`` the result to keep it).
 
     Example:
         >>> graded = build_judge_dataset("examples/sample/pairs.json", examples_per_image=4)  # doctest: +SKIP
@@ -189,7 +190,10 @@ def build_judge_dataset(
         "id_column": id_column, "source_split": source_split, "pool_size": pool_size, "justify": justify,
     }
     _validate(JudgeDatasetConfig(**config))
-    cache_dir = cache_dir or tempfile.mkdtemp(prefix="judge-dataset-")
+    if cache_dir is None:  # datasets' own session folder: removed when the Python session ends
+        from datasets.fingerprint import get_temporary_cache_files_directory
+
+        cache_dir = tempfile.mkdtemp(prefix="judge-dataset-", dir=get_temporary_cache_files_directory())
     builder = JudgeDatasetBuilder(
         cache_dir=cache_dir, dataset_name="judge_dataset", config_id=f"default-{uuid.uuid4().hex[:16]}", **config
     )
@@ -552,12 +556,12 @@ def _image_cell(cell: Any, image_root: str | None) -> dict | None:
     except Exception:  # noqa: BLE001 - any unreadable cell is a skipped row
         return None
     if encoded.get("bytes") is None:
-        path = Path(encoded.get("path") or "")
-        if image_root and not path.is_absolute():
-            path = Path(image_root) / path
-        if not path.is_file():
+        path = encoded.get("path") or ""
+        try:  # local, relative to image_root, or remote / archived (hf://, zip://...::, https://)
+            data = read_path_bytes(path, ImagePolicy(image_root=image_root))
+        except RowError:
             return None
-        encoded = {"bytes": path.read_bytes(), "path": path.name}
+        encoded = {"bytes": data, "path": PurePosixPath(path.split("::")[0]).name}
     data = bytes(encoded["bytes"])
     try:
         load_image({"bytes": data, "path": None})
