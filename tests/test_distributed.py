@@ -53,9 +53,10 @@ def assert_rows_match(rows: list[dict], reference: dict[int, dict]) -> None:
 
 @pytest.mark.parametrize("world_size", [2, 3])
 @pytest.mark.parametrize("shards", [2, 3])
-def test_ranks_score_every_row_exactly_once(sources, reference, tiny_judge_path, tmp_path, world_size, shards):
+def test_ranks_score_every_row_exactly_once(sources, reference, tiny_judge_path, tmp_path, world_size, shards, caplog):
     """Ranks run one after the other in this process, meeting through their state files (no process
     group); rank 0 runs last, waits for the others' ``done`` states and writes the one card."""
+    caplog.set_level("WARNING", logger="hf_vlm_filter.jobs.streaming_filter")
     out = tmp_path / "job"
     for rank in [*range(1, world_size), 0]:
         stream, judge, run = job_inputs(sources[shards], tiny_judge_path)
@@ -71,8 +72,10 @@ def test_ranks_score_every_row_exactly_once(sources, reference, tiny_judge_path,
     assert all(per_rank.values()) and sum(map(len, per_rank.values())) == ROWS  # every rank had work
     if shards % world_size == 0:  # whole files per rank: rank r reads file r
         assert per_rank == {r: list(range(r * ROWS // shards, (r + 1) * ROWS // shards)) for r in range(world_size)}
-    else:  # every world_size-th row per rank
+    else:  # every world_size-th row per rank, and each rank was told it reads every row
         assert per_rank == {r: list(range(r, ROWS, world_size)) for r in range(world_size)}
+    told = f"the source has {shards} file(s) for {world_size} ranks: every rank reads every row"
+    assert caplog.text.count(told) == (world_size if shards % world_size else 0)
 
     manifest = json.loads((out / "manifest.json").read_text())
     assert manifest["world_size"] == world_size

@@ -289,6 +289,17 @@ class _Uploader:
         commit_dataset_card(self.api, self.repo_id, readme, histogram, self._retry)
 
 
+def _warn_if_every_rank_reads_every_row(dataset: Any, world_size: int) -> None:
+    """``split_dataset_by_node`` gives whole files to ranks only when their number divides by the
+    world size; otherwise every rank reads (downloads, decodes) every row and keeps its share."""
+    files = getattr(dataset, "num_shards", None)
+    if files and files % world_size:
+        logger.warning(
+            "the source has %d file(s) for %d ranks: every rank reads every row and keeps one in %d; "
+            "give it a multiple of %d files to read each file once", files, world_size, world_size, world_size,
+        )
+
+
 class _RankWriter:
     """The scoring loop of one rank: batches in, shards and checkpoints out."""
 
@@ -302,6 +313,7 @@ class _RankWriter:
         self.batch_size, self.shard_rows, self.max_shard_bytes = batch_size, shard_rows, max_shard_bytes
         self.checkpoint_every = checkpoint_every
         if state.world_size > 1:
+            _warn_if_every_rank_reads_every_row(dataset, state.world_size)
             dataset = split_dataset_by_node(dataset, rank=state.rank, world_size=state.world_size)
         scored = map_with_scorer(dataset, scorer, batch_size=batch_size)
         self.schema = scored.features.arrow_schema if scored.features is not None else None
