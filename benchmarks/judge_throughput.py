@@ -6,9 +6,12 @@ Builds a Parquet dataset of N random-content JPEGs of varied sizes around 640x48
 * **preprocessing only** (``--prep-only``, or always as a first table): decode + resize + patchify +
   tokenise + collate through the scorer's own pipeline, with the transformers image processor and
   with the exact fast patches, with 0 / 1 / 2 background workers — pairs/s and pairs/s per core;
+* **the vision tower alone** on one micro-batch of equal-length images: transformers' per-image
+  sdpa against the judge's packed vision attention (one call per layer);
 * **end to end** ``ds.map`` in fast mode: the unoptimised path (whole map batch, no threads, no
-  grouping, transformers processor) and the optimised one (micro-batches grouped by visual tokens,
-  background prefetch, fast patches); scores of the two are compared;
+  grouping, transformers processor, per-image vision attention) and the optimised one
+  (micro-batches grouped by visual tokens, background prefetch, fast patches, packed vision
+  attention); scores of the two are compared;
 * **reference mode** (generation capped at ``--ref-new-tokens``) on a subset, for the ratio;
 * on CUDA: peak memory (``torch.cuda.max_memory_allocated``) and MFU against ``--peak-tflops``.
 
@@ -182,8 +185,39 @@ def preprocessing_table(ds, judge: VLMJudge, side: int, micro: int) -> None:
                 )
 
 
+def vision_tower_table(ds, judge: VLMJudge, side: int, micro: int, repeats: int = 10) -> None:
+    """The vision tower alone on one micro-batch of equal-length images: transformers' per-image
+    sdpa against the packed attention the judge uses by default (models/vision_attention.py)."""
+    import torch
+
+    rows = ds[: 4 * micro]
+    items = [judge.prepare(rows, index) for index in range(len(rows["image"]))]
+    counts: dict[int, list] = {}
+    for item in items:
+        counts.setdefault(item.pixel_values.shape[0], []).append(item)
+    group = max(counts.values(), key=len)[:micro]
+    inputs = judge.preprocessing.builder.collate(group)
+    timings = {}
+    for name, scorer in (("per-image sdpa", judge.with_options(attn_implementation="sdpa")), ("packed", judge)):
+        model = scorer.model()
+        pixels = inputs["pixel_values"].to(model.device, model.dtype)
+        grid = inputs["image_grid_thw"].to(model.device)
+        with torch.inference_mode():
+            model.model.visual(pixels, grid_thw=grid)  # warm-up
+            sync()
+            start = time.perf_counter()
+            for _ in range(repeats):
+                model.model.visual(pixels, grid_thw=grid)
+            sync()
+        timings[name] = (time.perf_counter() - start) / repeats
+    print(f"  vision tower {side}x{side}, {len(group)} images of {group[0].pixel_values.shape[0]} patches: "
+          + ", ".join(f"{name} {1000 * seconds:.1f} ms" for name, seconds in timings.items())
+          + f" (x{timings['per-image sdpa'] / timings['packed']:.2f})")
+
+
 def end_to_end(ds, judge: VLMJudge, side: int, batch_size: int, micro: int, workers: int | None, args) -> None:
-    baseline = judge.with_options(micro_batch_size=None, prefetch_workers=0, group_by_length=False)
+    baseline = judge.with_options(micro_batch_size=None, prefetch_workers=0, group_by_length=False,
+                                  attn_implementation=args.attn or "sdpa")
     optimised = judge.with_options(micro_batch_size=micro, prefetch_workers=workers, group_by_length=True)
     with processor_path(judge, True):
         time_map(ds.select(range(min(micro, len(ds)))), baseline, batch_size, "judge_error")  # warm-up
@@ -250,6 +284,8 @@ def main() -> None:
         judge = VLMJudge(str(model_dir), device=args.device, dtype=args.dtype, attn_implementation=args.attn, **budget)
         judge.load()
         preprocessing_table(ds, judge, side, micro)
+        if args.attn is None:
+            vision_tower_table(ds, judge, side, micro)
         if not args.prep_only:
             end_to_end(ds, judge, side, batch_size, micro, args.workers, args)
 

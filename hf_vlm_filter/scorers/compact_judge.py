@@ -44,6 +44,7 @@ from ..models.score_readout import (
     parse_generated_score,
     score_distribution,
 )
+from ..models.vision_attention import use_packed_vision_attention
 from .base import Batch, Scorer
 from .pipeline import PipelineOptions
 
@@ -85,7 +86,9 @@ class JudgeConfig:
             (``0``: none; ``None``: all cores but one when the model is on a GPU, none on CPU).
         group_by_length: put rows with the same visual-token count in the same micro-batch.
         attn_implementation: transformers attention kernel (``"sdpa"``, ``"flash_attention_2"``,
-            ``"eager"``); ``None`` = transformers' default (sdpa where available).
+            ``"eager"``) for the whole model; ``None`` = sdpa, with the vision tower attending to a
+            micro-batch's images in one call per layer
+            (:mod:`hf_vlm_filter.models.vision_attention`) instead of one call per image.
     """
 
     model: str = DEFAULT_JUDGE
@@ -216,6 +219,8 @@ class VLMJudge(Scorer):
             dtype=dtype,
             **extra,
         )
+        if self.config.attn_implementation is None:
+            use_packed_vision_attention(model)  # one attention call per layer, not one per image
         return model.to(device).eval()
 
     def model_key(self) -> tuple:

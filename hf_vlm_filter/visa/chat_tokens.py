@@ -125,8 +125,11 @@ def load_qwen_vl_model(scorer: Any, device: torch.device, dtype: torch.dtype) ->
 
     from ..models.loading import load_or_explain
 
+    from ..models.vision_attention import use_packed_vision_attention
+
     model = load_or_explain(AutoModelForImageTextToText.from_pretrained, scorer.config.model, "VLM",
                             revision=scorer.config.revision, dtype=dtype)
+    use_packed_vision_attention(model)
     return model.to(device).eval()
 
 
