@@ -148,6 +148,33 @@ def test_bad_pipeline_options_fail_fast():
     assert PipelineOptions.from_config(object()) == PipelineOptions()  # scorers without the fields: serial
 
 
+def test_after_an_out_of_memory_error_later_micro_batches_are_cut_up_front(tiny_judge_path, serial, monkeypatch, caplog):
+    judge = VLMJudge(tiny_judge_path, device="cpu", dtype="float32", return_probs=True, micro_batch_size=8,
+                     prefetch_workers=1, group_by_length=False)
+    original = VLMJudge.score_prepared
+    calls: list[tuple[int, bool]] = []
+
+    def small_memory(self, items, rank=None):
+        calls.append((len(items), len(items) > 3))
+        if len(items) > 3:
+            raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB (simulated)")
+        return original(self, items, rank)
+
+    monkeypatch.setattr(VLMJudge, "score_prepared", small_memory)
+    with caplog.at_level("WARNING", logger="hf_vlm_filter.scorers.base"):
+        out = hostile_pairs().map(judge, batched=True, batch_size=17, load_from_cache_file=False)
+    # micro-batch 1 (rows 0-7; row 3 refused): 7 rows fail -> limit 3; halves 3 and 4; 4 fails -> limit 2.
+    # Micro-batch 2 (rows 8-15; 8 and 12 refused) is cut to 2 rows up front: no more failed attempts.
+    assert calls == [(7, True), (3, False), (4, True), (2, False), (2, False),
+                     (2, False), (2, False), (2, False), (1, False)]
+    assert judge._rows_that_fit == 2 and "scoring at most 2 rows per model call" in caplog.text
+    errors = list(out["judge_error"])
+    assert errors == list(serial["judge_error"])  # only the rows prepare refuses: nothing lost to memory
+    np.testing.assert_allclose(out["judge_score"], serial["judge_score"], atol=1e-5)
+    assert VLMJudge(tiny_judge_path)._rows_that_fit is None  # learned per scorer object, never pickled
+    assert "_rows_that_fit" not in judge.__getstate__()
+
+
 @pytest.mark.parametrize("budget", [(56 * 56, 224 * 224), (256 * 28 * 28, 448 * 448), (4 * 28 * 28, 64 * 28 * 28)])
 def test_fast_qwen_patches_equal_the_image_processor(budget):
     from transformers.models.qwen2_vl import Qwen2VLImageProcessorPil

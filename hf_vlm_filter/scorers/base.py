@@ -39,6 +39,7 @@ named otherwise sets the class attribute ``score_name``: the score column become
 
 from __future__ import annotations
 
+import logging
 import math
 import threading
 from abc import ABC, abstractmethod
@@ -56,6 +57,7 @@ Batch = Mapping[str, Sequence[Any]]
 T = TypeVar("T")
 S = TypeVar("S", bound="Scorer")
 
+logger = logging.getLogger(__name__)
 _CACHE_LOCK = threading.RLock()
 #: Process-wide models, processors and scorers shared by every scorer (see ``Scorer.model`` / ``Scorer.shared``).
 _SHARED: dict[Any, Any] = {}
@@ -255,7 +257,7 @@ class Scorer(ABC):
         results: list[dict[str, Any] | None] = [None] * size
         errors: list[str] = [""] * size
         for indices, items in run_pipeline(self, batch, size, rank, errors):
-            for index, result in zip(indices, self._score_isolating_failures(items, rank)):
+            for index, result in zip(indices, self._score_within_memory(items, rank)):
                 error = result.pop("error", None)
                 if error is not None:
                     errors[index] = str(error)
@@ -264,21 +266,49 @@ class Scorer(ABC):
         return self._columns(results, errors)
 
     # ---- internals ------------------------------------------------------------------------
+    #: Most rows per model call after an out-of-memory error (``None``: no limit learned yet).
+    _rows_that_fit: int | None = None
+
+    def _score_within_memory(self, items: list[Any], rank: int | None) -> list[dict[str, Any]]:
+        """Score ``items`` in model calls of at most :attr:`_rows_that_fit` rows: once a call of
+        ``n`` rows has run out of accelerator memory, later micro-batches are cut to ``n // 2`` up
+        front instead of failing and being split again every time."""
+        fit = self._rows_that_fit
+        if fit is None or len(items) <= fit:
+            return self._score_isolating_failures(items, rank)
+        results: list[dict[str, Any]] = []
+        for start in range(0, len(items), fit):
+            results += self._score_isolating_failures(items[start : start + fit], rank)
+        return results
+
     def _score_isolating_failures(self, items: list[Any], rank: int | None) -> list[dict[str, Any]]:
         """Run the model; when a sub-batch fails, split it so only the failing rows get an error.
 
-        Out-of-memory errors are retried on halves as well, so any ``batch_size`` a user picks fits.
+        Out-of-memory errors are retried on halves as well, so any ``batch_size`` a user picks fits
+        (and :meth:`_score_within_memory` remembers the smaller size).
         """
         try:
             return self.score_prepared(items, rank)
         except Exception as exc:  # noqa: BLE001 - every failure becomes a row error below
             if len(items) == 1:
                 return [{"error": RowError(f"model failed: {type(exc).__name__}: {_first_line(exc)}")}]
+            self._learn_memory_limit(exc, len(items))
             _release_accelerator_memory(exc)
             middle = len(items) // 2
             return self._score_isolating_failures(items[:middle], rank) + self._score_isolating_failures(
                 items[middle:], rank
             )
+
+    def _learn_memory_limit(self, exc: BaseException, rows: int) -> None:
+        """After a real out-of-memory error (``torch.OutOfMemoryError``) on ``rows`` rows, call the
+        model with at most ``rows // 2`` rows from now on (this scorer object, this process)."""
+        import torch
+
+        if isinstance(exc, torch.OutOfMemoryError) and (self._rows_that_fit is None or rows // 2 < self._rows_that_fit):
+            self._rows_that_fit = rows // 2
+            logger.warning("%s: %d rows ran out of accelerator memory; scoring at most %d rows per model call "
+                           "from now on (a smaller micro_batch_size avoids the failed attempts)",
+                           type(self).__name__, rows, self._rows_that_fit)
 
     def _columns(self, results: list[dict[str, Any] | None], errors: list[str]) -> dict[str, list[Any]]:
         features = self.output_features()
