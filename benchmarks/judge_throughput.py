@@ -6,6 +6,8 @@ Builds a Parquet dataset of N random-content JPEGs of varied sizes around 640x48
 * **preprocessing only** (``--prep-only``, or always as a first table): decode + resize + patchify +
   tokenise + collate through the scorer's own pipeline, with the transformers image processor and
   with the exact fast patches, with 0 / 1 / 2 background workers — pairs/s and pairs/s per core;
+* **the M-RoPE position ids** of one micro-batch: CPU time that fast mode moves out of the forward
+  into the collate thread;
 * **the vision tower alone** on one micro-batch of equal-length images: transformers' per-image
   sdpa against the judge's packed vision attention (one call per layer);
 * **end to end** ``ds.map`` in fast mode: the unoptimised path (whole map batch, no threads, no
@@ -215,6 +217,23 @@ def vision_tower_table(ds, judge: VLMJudge, side: int, micro: int, repeats: int 
           + f" (x{timings['per-image sdpa'] / timings['packed']:.2f})")
 
 
+def position_ids_line(ds, judge: VLMJudge, side: int, micro: int, repeats: int = 5) -> None:
+    """CPU time of the M-RoPE position ids of one micro-batch: transformers computes them inside the
+    forward (with device synchronisations per row on a GPU); the judge's collate thread does it."""
+    from hf_vlm_filter.models.qwen_vl_inputs import multimodal_position_ids
+
+    rows = ds[:micro]
+    items = [judge.prepare(rows, index) for index in range(len(rows["image"]))]
+    inputs = judge.preprocessing.builder.collate(items, [judge.preprocessing.digits[1]])
+    model = judge.model()
+    start = time.perf_counter()
+    for _ in range(repeats):
+        multimodal_position_ids(model, inputs)
+    seconds = (time.perf_counter() - start) / repeats
+    print(f"  M-RoPE position ids {side}x{side}, {len(items)} rows of {inputs['input_ids'].shape[1]} tokens, "
+          f"on the CPU (moved from the forward to the collate thread): {1000 * seconds:.1f} ms")
+
+
 def end_to_end(ds, judge: VLMJudge, side: int, batch_size: int, micro: int, workers: int | None, args) -> None:
     baseline = judge.with_options(micro_batch_size=None, prefetch_workers=0, group_by_length=False,
                                   attn_implementation=args.attn or "sdpa")
@@ -286,6 +305,7 @@ def main() -> None:
         preprocessing_table(ds, judge, side, micro)
         if args.attn is None:
             vision_tower_table(ds, judge, side, micro)
+        position_ids_line(ds, judge, side, micro)
         if not args.prep_only:
             end_to_end(ds, judge, side, batch_size, micro, args.workers, args)
 

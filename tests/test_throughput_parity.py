@@ -116,3 +116,19 @@ def test_jpeg_draft_decodes_smaller_and_scores_close(clip_path):
     assert list(drafted["clip_error"]) == list(exact["clip_error"])
     np.testing.assert_allclose(drafted["clip_score"], exact["clip_score"], atol=0.05)
     assert not np.array_equal(np.asarray(drafted["clip_score"]), np.asarray(exact["clip_score"]))
+
+
+def test_position_ids_from_the_collate_thread_are_those_the_forward_computes(tiny_judge_path):
+    """Fast mode collates the M-RoPE position ids (off the forward); the logits are bit for bit those
+    of the forward computing them itself, on a left-padded batch of unequal images and captions."""
+    judge = VLMJudge(tiny_judge_path, device="cpu", dtype="float32")
+    batch = jpeg_pairs()[:]
+    items = [judge.prepare(batch, i) for i in (0, 1, 2, 3, 5, 6, 7, 10)]
+    inputs = judge.collate(items)
+    assert inputs["position_ids"].shape == (3, *inputs["input_ids"].shape)
+    model = judge.model()
+    without = {key: value for key, value in inputs.items() if key != "position_ids"}
+    with torch.no_grad():
+        assert torch.equal(model(**inputs).logits, model(**without).logits)
+    reference = judge.with_options(mode="reference")
+    assert "position_ids" not in reference.collate([reference.prepare(batch, 0)])  # generate computes its own

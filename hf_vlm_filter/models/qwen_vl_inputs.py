@@ -219,6 +219,24 @@ def left_pad_inputs(
     return inputs
 
 
+def multimodal_position_ids(model: torch.nn.Module, inputs: dict[str, torch.Tensor]) -> torch.Tensor | None:
+    """The 3-D (M-RoPE) position ids a Qwen-VL ``model`` would compute for ``inputs`` in its forward,
+    computed now by the model's own ``get_rope_index`` on the CPU tensors (``None`` for a model
+    without one). Passed as ``position_ids``, they move that per-row loop, with its several device
+    synchronisations per row, out of the forward and into the thread that collates the batch.
+    """
+    rope_index = getattr(getattr(model, "model", None), "get_rope_index", None)
+    if rope_index is None or "image_grid_thw" not in inputs:
+        return None
+    position_ids, _deltas = rope_index(
+        inputs["input_ids"],
+        mm_token_type_ids=inputs["mm_token_type_ids"],
+        image_grid_thw=inputs["image_grid_thw"],
+        attention_mask=inputs["attention_mask"],
+    )
+    return position_ids
+
+
 class QwenVLPromptBuilder:
     """Builds ``system / user[image, prefix + caption] / assistant[+ forced text]`` prompts.
 

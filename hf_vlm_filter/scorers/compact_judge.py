@@ -37,7 +37,7 @@ from datasets import List, Value
 
 from ..inputs import ImagePolicy, RowError, clean_caption, image_size_hint, load_image
 from ..models.loading import is_local, load_or_explain
-from ..models.qwen_vl_inputs import PreparedPair, QwenVLPromptBuilder
+from ..models.qwen_vl_inputs import PreparedPair, QwenVLPromptBuilder, multimodal_position_ids
 from ..models.score_readout import (
     digit_token_ids,
     expected_score,
@@ -262,13 +262,18 @@ class VLMJudge(Scorer):
         return tokens, len(caption) if isinstance(caption, str) else 0
 
     def collate(self, items: list[PreparedPair], rank: int | None = None) -> dict[str, torch.Tensor]:
-        """Model inputs of a micro-batch on the CPU: padded ids, pixels in the model's dtype, and
+        """Model inputs of a micro-batch on the CPU: padded ids, pixels in the model's dtype, the
+        M-RoPE position ids (fast mode: one forward, so they need not be computed inside it), and
         page-locked (pinned) memory when the model is on CUDA, so the copy to the GPU is asynchronous."""
         from ..models.loading import resolve_device, resolve_dtype
 
         device = resolve_device(self.config.device, rank)
         suffix = [self.preprocessing.digits[1]] if self.config.mode == "fast" else []
         inputs = self.preprocessing.builder.collate(items, suffix)
+        if self.config.mode == "fast":
+            position_ids = multimodal_position_ids(self.model(rank), inputs)
+            if position_ids is not None:
+                inputs["position_ids"] = position_ids
         inputs["pixel_values"] = inputs["pixel_values"].to(resolve_dtype(self.config.dtype, device))
         if device.type == "cuda":
             inputs = {key: value.pin_memory() for key, value in inputs.items()}
