@@ -148,6 +148,20 @@ def test_bad_pipeline_options_fail_fast():
     assert PipelineOptions.from_config(object()) == PipelineOptions()  # scorers without the fields: serial
 
 
+def test_automatic_workers_on_a_gpu_machine_cap_the_judge_not_clip(tiny_judge_path, monkeypatch):
+    """On a 16-core GPU box the model-bound judge takes 8 workers, the decode-bound CLIP scorer 15."""
+    from hf_vlm_filter import ClipScorer
+    from hf_vlm_filter.scorers import base, pipeline
+
+    monkeypatch.setattr(pipeline, "available_cores", lambda: 16)
+    monkeypatch.setattr(base.Scorer, "resolved_device_type", lambda self: "cuda")
+    assert VLMJudge(tiny_judge_path).pipeline_options().prefetch_workers == 8
+    assert ClipScorer("./clip").pipeline_options().prefetch_workers == 15
+    assert ClipScorer("./clip", prefetch_workers=3).pipeline_options().prefetch_workers == 3  # as asked
+    monkeypatch.setattr(base.Scorer, "resolved_device_type", lambda self: "cpu")
+    assert ClipScorer("./clip").pipeline_options().prefetch_workers == 0
+
+
 def test_after_an_out_of_memory_error_later_micro_batches_are_cut_up_front(tiny_judge_path, serial, monkeypatch, caplog):
     judge = VLMJudge(tiny_judge_path, device="cpu", dtype="float32", return_probs=True, micro_batch_size=8,
                      prefetch_workers=1, group_by_length=False)

@@ -51,7 +51,7 @@ import numpy as np
 from datasets import Features, List, Value
 
 from ..inputs import RowError
-from .pipeline import PipelineOptions, run_pipeline
+from .pipeline import MAX_AUTO_WORKERS, PipelineOptions, run_pipeline
 
 Batch = Mapping[str, Sequence[Any]]
 T = TypeVar("T")
@@ -79,6 +79,9 @@ class Scorer(ABC):
     #: Name of the score after the prefix; anything but ``"score"`` also renames the error column
     #: to ``{prefix}_{score_name}_error`` (see the module docstring).
     score_name: ClassVar[str] = "score"
+    #: Cap on the background workers picked automatically (``prefetch_workers=None``) on a GPU
+    #: machine; ``None``: every core but one (decode-bound scorers). See ``default_prefetch_workers``.
+    max_auto_prefetch_workers: ClassVar[int | None] = MAX_AUTO_WORKERS
     #: The frozen dataclass holding this scorer's options (its fields are what ``with_options``,
     #: ``fn_kwargs`` and the CLI may set).
     config_class: ClassVar[type]
@@ -194,7 +197,7 @@ class Scorer(ABC):
         """Micro-batching and prefetch settings, from the config's ``prefetch_workers``,
         ``micro_batch_size`` and ``group_by_length`` fields when it has them (defaults otherwise:
         the whole batch at once, in the calling thread)."""
-        return PipelineOptions.from_config(self.config, self.resolved_device_type())
+        return PipelineOptions.from_config(self.config, self.resolved_device_type(), self.max_auto_prefetch_workers)
 
     def resolved_device_type(self) -> str:
         """``"cuda"`` or ``"cpu"``…: where this scorer's model runs (from ``config.device``)."""

@@ -83,7 +83,7 @@ class JudgeConfig:
         image_root: folder against which relative image paths are resolved.
         micro_batch_size: rows per model call (``None``: the whole ``map`` batch at once).
         prefetch_workers: background threads preparing the next micro-batches while the model runs
-            (``0``: none; ``None``: all cores but one when the model is on a GPU, none on CPU).
+            (``0``: none; ``None``: all cores but one, at most 8, when the model is on a GPU; none on CPU).
         group_by_length: put rows with the same visual-token count in the same micro-batch.
         attn_implementation: transformers attention kernel (``"sdpa"``, ``"flash_attention_2"``,
             ``"eager"``) for the whole model; ``None`` = sdpa, with the vision tower attending to a

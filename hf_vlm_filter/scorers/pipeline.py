@@ -38,7 +38,9 @@ if TYPE_CHECKING:
 
 Batch = Mapping[str, Sequence[Any]]
 
-#: Most background workers chosen automatically on a GPU machine (more rarely pays: the model waits).
+#: Most background workers chosen automatically on a GPU machine for a model-bound scorer (the
+#: judge prepares ~65 pairs/s per core at 448x448, so 8 cores outrun the GPU); a decode-bound
+#: scorer (CLIP) lifts the cap with ``Scorer.max_auto_prefetch_workers = None``.
 MAX_AUTO_WORKERS = 8
 
 
@@ -50,12 +52,18 @@ def available_cores() -> int:
         return os.cpu_count() or 1
 
 
-def default_prefetch_workers(device_type: str) -> int:
+def default_prefetch_workers(device_type: str, cap: int | None = MAX_AUTO_WORKERS) -> int:
     """Workers used when ``prefetch_workers=None``: all cores but one on a GPU machine (at most
-    ``MAX_AUTO_WORKERS``); ``0`` on CPU, where the model's own threads already use every core."""
+    ``cap``; ``None``: no cap); ``0`` on CPU, where the model's own threads already use every core.
+
+    Example:
+        >>> default_prefetch_workers("cpu"), default_prefetch_workers("cuda", cap=1)
+        (0, 1)
+    """
     if device_type == "cpu":
         return 0
-    return max(1, min(MAX_AUTO_WORKERS, available_cores() - 1))
+    cores = available_cores() - 1
+    return max(1, cores if cap is None else min(cap, cores))
 
 
 @dataclass(frozen=True)
@@ -80,13 +88,15 @@ class PipelineOptions:
             raise ValueError(f"micro_batch_size must be >= 1 or None, got {self.micro_batch_size}")
 
     @classmethod
-    def from_config(cls, config: Any, device_type: str = "cpu") -> PipelineOptions:
+    def from_config(
+        cls, config: Any, device_type: str = "cpu", max_auto_workers: int | None = MAX_AUTO_WORKERS
+    ) -> PipelineOptions:
         """Options from a scorer config's ``prefetch_workers`` / ``micro_batch_size`` /
         ``group_by_length`` fields (absent fields: serial, whole batch, no grouping;
-        ``prefetch_workers=None``: :func:`default_prefetch_workers`)."""
+        ``prefetch_workers=None``: :func:`default_prefetch_workers` with ``max_auto_workers``)."""
         workers = getattr(config, "prefetch_workers", 0)
         if workers is None:
-            workers = default_prefetch_workers(device_type)
+            workers = default_prefetch_workers(device_type, max_auto_workers)
         return cls(
             prefetch_workers=workers,
             micro_batch_size=getattr(config, "micro_batch_size", None),
