@@ -260,7 +260,6 @@ class QwenVLPromptBuilder:
         assistant_prefix: str = "",
     ) -> None:
         self.tokenizer = tokenizer
-        self.image_processor = image_processor
         self.max_caption_tokens = max_caption_tokens
         self.image_token_id = tokenizer.convert_tokens_to_ids(IMAGE_TOKEN)
         if self.image_token_id is None or self.image_token_id == tokenizer.unk_token_id:

@@ -124,7 +124,6 @@ def load_qwen_vl_model(scorer: Any, device: torch.device, dtype: torch.dtype) ->
     from transformers import AutoModelForImageTextToText
 
     from ..models.loading import load_or_explain
-
     from ..models.vision_attention import use_packed_vision_attention
 
     model = load_or_explain(AutoModelForImageTextToText.from_pretrained, scorer.config.model, "VLM",
