@@ -61,12 +61,12 @@ def packed_vision_sdpa(
     images = cu_seq_lens_q.shape[0] - 1
     total = query.shape[2]
     if max_length_q is not None and max_length_q * images == total:  # the longest is the mean: all equal
-        runs = [(0, images, max_length_q)]
+        runs = [(images, max_length_q)]
     else:
         runs = _equal_length_runs((cu_seq_lens_q[1:] - cu_seq_lens_q[:-1]).tolist())
     outputs = []
     start = 0
-    for _first, count, length in runs:
+    for count, length in runs:
         span = slice(start, start + count * length)
         q, k, v = (_by_image(t[:, :, span], count, length) for t in (query, key, value))
         out = F.scaled_dot_product_attention(q, k, v, scale=scaling, dropout_p=dropout)  # (count, H, length, d)
@@ -80,20 +80,19 @@ def _by_image(packed: torch.Tensor, count: int, length: int) -> torch.Tensor:
     return packed[0].unflatten(1, (count, length)).transpose(0, 1)
 
 
-def _equal_length_runs(lengths: list[int]) -> list[tuple[int, int, int]]:
-    """``(first image, images, length)`` of each run of consecutive images of one length.
+def _equal_length_runs(lengths: list[int]) -> list[tuple[int, int]]:
+    """``(images, length)`` of each run of consecutive images of one length.
 
     Example:
         >>> _equal_length_runs([4, 4, 9, 4])
-        [(0, 2, 4), (2, 1, 9), (3, 1, 4)]
+        [(2, 4), (1, 9), (1, 4)]
     """
-    runs: list[tuple[int, int, int]] = []
-    for index, length in enumerate(lengths):
-        if runs and runs[-1][2] == length:
-            first, count, _ = runs[-1]
-            runs[-1] = (first, count + 1, length)
+    runs: list[tuple[int, int]] = []
+    for length in lengths:
+        if runs and runs[-1][1] == length:
+            runs[-1] = (runs[-1][0] + 1, length)
         else:
-            runs.append((index, 1, length))
+            runs.append((1, length))
     return runs
 
 
