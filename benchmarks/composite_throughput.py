@@ -15,7 +15,7 @@ import tempfile
 from pathlib import Path
 
 from clip_throughput import save_clip
-from judge_throughput import jpeg_dataset, max_difference, save_real_shape_judge, time_map
+from judge_throughput import jpeg_dataset, max_difference, save_judge, time_map
 
 from hf_vlm_filter import ClipScorer, CompositeScorer, VLMJudge
 from hf_vlm_filter.scorers.pipeline import available_cores
@@ -37,12 +37,7 @@ def main() -> None:
     batch_size = args.batch_size or (64 if args.smoke else 1024)
     work = Path(tempfile.mkdtemp(prefix="composite-bench-"))
     ds = jpeg_dataset(work, pairs)
-    if args.smoke:
-        from hf_vlm_filter.testing import save_tiny_model
-
-        judge_dir = save_tiny_model(work / "judge")
-    else:
-        judge_dir = save_real_shape_judge(work / "judge")
+    judge_dir = save_judge(work / "judge", args.smoke)
     budget = {"min_pixels": min(args.side**2, 256 * 28 * 28), "max_pixels": args.side**2}
     judge = VLMJudge(str(judge_dir), device=args.device, micro_batch_size=micro, **budget)
     clip = ClipScorer(str(save_clip(work / "clip", args.smoke)), device=args.device, micro_batch_size=micro)

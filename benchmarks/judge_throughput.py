@@ -97,6 +97,15 @@ def save_real_shape_judge(out: Path) -> Path:
     return out
 
 
+def save_judge(out: Path, smoke: bool) -> Path:
+    """The tiny random judge (``smoke``, CPU) or random weights of the real Qwen2-VL-2B shape."""
+    if smoke:
+        from hf_vlm_filter.testing import save_tiny_model
+
+        return save_tiny_model(out)
+    return save_real_shape_judge(out)
+
+
 # ---- measuring ------------------------------------------------------------------------------
 @contextmanager
 def processor_path(scorer, use_processor: bool):
@@ -290,12 +299,7 @@ def main() -> None:
     batch_size = args.batch_size or (64 if args.smoke else 1024)
     work = Path(tempfile.mkdtemp(prefix="judge-bench-"))
     ds = jpeg_dataset(work, pairs)
-    if args.smoke:
-        from hf_vlm_filter.testing import save_tiny_model
-
-        model_dir = save_tiny_model(work / "judge")
-    else:
-        model_dir = save_real_shape_judge(work / "judge")
+    model_dir = save_judge(work / "judge", args.smoke)
 
     print(f"{pairs} JPEGs of 480-800 x 360-600 px; {available_cores()} cores")
     for side in (int(s) for s in args.sides.split(",")):
