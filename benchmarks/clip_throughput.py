@@ -24,14 +24,14 @@ from pathlib import Path
 from judge_throughput import H100_BF16_TFLOPS, jpeg_dataset, max_difference, peak_gib, reset_peak, time_map, time_preprocessing
 
 from hf_vlm_filter import ClipScorer
-from hf_vlm_filter.scorers.pipeline import available_cores
+from hf_vlm_filter.scorers.batching import available_cores
 
 
 def save_clip(out: Path, smoke: bool) -> Path:
     """Random weights of CLIP ViT-B/32's shape (``smoke``: same 224-px input, narrow towers)."""
     from transformers import CLIPConfig, CLIPImageProcessorPil, CLIPModel
 
-    from hf_vlm_filter.testing import tiny_clip_tokenizer
+    from hf_vlm_filter.models.tiny import tiny_clip_tokenizer
 
     if smoke:
         vision = {"hidden_size": 64, "intermediate_size": 128, "num_hidden_layers": 2, "num_attention_heads": 2}

@@ -18,7 +18,7 @@ from clip_throughput import save_clip
 from judge_throughput import jpeg_dataset, max_difference, save_judge, time_map
 
 from hf_vlm_filter import ClipScorer, CompositeScorer, VLMJudge
-from hf_vlm_filter.scorers.pipeline import available_cores
+from hf_vlm_filter.scorers.batching import available_cores
 
 
 def main() -> None:

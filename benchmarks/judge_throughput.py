@@ -40,7 +40,7 @@ from datasets import load_dataset
 from PIL import Image
 
 from hf_vlm_filter import VLMJudge
-from hf_vlm_filter.scorers.pipeline import available_cores, run_pipeline
+from hf_vlm_filter.scorers.batching import available_cores, run_pipeline
 
 #: Dense bf16 matmul peak measured on the lent H100 (REFERENCE.md section 7).
 H100_BF16_TFLOPS = 775.0
@@ -73,7 +73,7 @@ def save_real_shape_judge(out: Path) -> Path:
     from transformers import Qwen2VLConfig, Qwen2VLForConditionalGeneration
     from transformers.models.qwen2_vl import Qwen2VLImageProcessorPil
 
-    from hf_vlm_filter.testing import QWEN_SPECIAL_TOKENS, tiny_qwen_tokenizer
+    from hf_vlm_filter.models.tiny import QWEN_SPECIAL_TOKENS, tiny_qwen_tokenizer
 
     tokenizer = tiny_qwen_tokenizer()
     ids = {token: tokenizer.convert_tokens_to_ids(token) for token in QWEN_SPECIAL_TOKENS}
@@ -100,7 +100,7 @@ def save_real_shape_judge(out: Path) -> Path:
 def save_judge(out: Path, smoke: bool) -> Path:
     """The tiny random judge (``smoke``, CPU) or random weights of the real Qwen2-VL-2B shape."""
     if smoke:
-        from hf_vlm_filter.testing import save_tiny_model
+        from hf_vlm_filter.models.tiny import save_tiny_model
 
         return save_tiny_model(out)
     return save_real_shape_judge(out)

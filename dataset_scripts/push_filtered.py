@@ -14,10 +14,10 @@ import argparse
 import shlex
 import sys
 
-from hf_vlm_filter import VLMJudge, map_with_scorer, threshold_filter
-from hf_vlm_filter.hub import FilterRun, push_filtered
-from hf_vlm_filter.sources import load_source
-from hf_vlm_filter.summary import RunSummary
+from hf_vlm_filter import KeepRule, VLMJudge
+from hf_vlm_filter.engines import JobOptions, RunContext, run_in_memory
+from hf_vlm_filter.hub import push_filtered
+from hf_vlm_filter.inputs.sources import load_source
 
 
 def main() -> None:
@@ -32,21 +32,12 @@ def main() -> None:
 
     dataset, image_root = load_source(args.source)  # image columns stay undecoded: the judge decodes
     judge = VLMJudge(args.model, image_root=image_root)
-    scored = map_with_scorer(dataset, judge, batch_size=args.batch_size)
-    thresholds = {judge.score_column: args.threshold}
-    scores = list(scored[judge.score_column])
-    keep = threshold_filter({judge.score_column: scores}, thresholds)
-    kept = scored.select([index for index, kept_row in enumerate(keep) if kept_row])
-
-    summary = RunSummary.from_columns(scores, scored[judge.error_column], thresholds=thresholds, kept_mask=keep)
-    run = FilterRun.from_scorer(
-        judge, args.source, thresholds=thresholds, summary=summary,
-        recipe="python " + " ".join(shlex.quote(arg) for arg in sys.argv),
-    )
-    result = push_filtered(kept, args.repo_id, run, private=args.private or None,
-                           histogram_scores={judge.score_column: scores})
-    print(summary.render())
-    print(f"pushed {len(kept)} rows to {result.repo_id} (commit {result.commit_oid})")
+    rule = KeepRule.from_thresholds(judge, {judge.score_column: args.threshold})
+    context = RunContext(args.source, recipe="python " + " ".join(shlex.quote(arg) for arg in sys.argv))
+    result = run_in_memory(dataset, judge, rule, context, JobOptions(batch_size=args.batch_size))
+    pushed = push_filtered(result.kept, args.repo_id, result.run, private=args.private or None)
+    print(result.summary.render())
+    print(f"pushed {len(result.kept)} rows to {pushed.repo_id} (commit {pushed.commit_oid})")
 
 
 if __name__ == "__main__":

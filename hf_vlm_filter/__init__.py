@@ -8,18 +8,20 @@ Example:
     >>> kept = ds.filter(judge_filter, batched=True, fn_kwargs={"threshold": 9})         # doctest: +SKIP
 """
 
+from . import scorers
+from ._version import __version__
+from .engines.keep_rule import ColumnRule, KeepRule
+from .engines.predicates import judge_filter, threshold_filter, top_fraction
 from .inputs import ImagePolicy, RowError, clean_caption, load_image
 from .models.loading import CheckpointUnavailableError
-from .predicates import judge_filter, threshold_filter, top_fraction
-from . import scorers
 from .scorers import *  # noqa: F403 -- the scorers' public API, listed once in scorers.__all__
-
-__version__ = "0.1.0"
 
 __all__ = [
     *scorers.__all__,
     "CheckpointUnavailableError",
+    "ColumnRule",
     "ImagePolicy",
+    "KeepRule",
     "RowError",
     "__version__",
     "clean_caption",

@@ -60,7 +60,7 @@ def save_tiny_chat_lm(out: Path) -> Path:
     import torch
     from transformers import GPT2Config, GPT2LMHeadModel
 
-    from hf_vlm_filter.testing import tiny_gpt2_tokenizer
+    from hf_vlm_filter.models.tiny import tiny_gpt2_tokenizer
 
     tokenizer = tiny_gpt2_tokenizer()
     special = tokenizer.eos_token_id

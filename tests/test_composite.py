@@ -50,8 +50,8 @@ def test_composite_decodes_once_and_matches_each_scorer(tiny_judge_path, tiny_cl
     calls = count_opens(monkeypatch)
     both = CompositeScorer([judge, clip])
     out = both(batch)
-    # 4 good images once each; the bad-bytes row is tried once by the composite, once per sub-scorer
-    assert calls["open"] == 4 + 3
+    # 4 good images once each; the bad-bytes row is tried once by the composite, its reason shared
+    assert calls["open"] == 4 + 1
     assert set(out) == set(alone) == set(both.output_features())
     for name in ("judge_score", "clip_score"):
         np.testing.assert_allclose(out[name], alone[name], atol=1e-5)

@@ -10,17 +10,19 @@ from pathlib import Path
 
 import pytest
 
-from hf_vlm_filter import VLMJudge, map_with_scorer, threshold_filter
-from hf_vlm_filter.distributed import local_rank, run_distributed_job, torch_rank, wait_for_ranks
-from hf_vlm_filter.hub import FilterRun
-from hf_vlm_filter.jobs import JobStateError, RankState, read_job_output, run_streaming_filter
-from hf_vlm_filter.sources import load_source
+from hf_vlm_filter import KeepRule, VLMJudge, map_with_scorer, threshold_filter
+from hf_vlm_filter.engines import JobOptions, RunContext
+from hf_vlm_filter.engines.streaming import JobStateError, RankState, read_job_output, run_streaming_filter
+from hf_vlm_filter.engines.torchrun import local_rank, run_distributed_job, torch_rank, wait_for_ranks
+from hf_vlm_filter.hub import DatasetCardWriter
+from hf_vlm_filter.inputs.sources import load_source
 
 from ._distributed_helpers import launch_ranks, write_pair_shards
 
 ROWS = 12
 BROKEN = {4: "image", 9: "caption"}
 PIXELS = {"min_pixels": 4 * 28 * 28, "max_pixels": 16 * 28 * 28}  # a small budget keeps CPU scoring quick
+RANK_OPTIONS = JobOptions(batch_size=2, shard_rows=3, progress=False)
 
 
 @pytest.fixture(scope="module")
@@ -38,10 +40,11 @@ def reference(sources, tiny_judge_path) -> dict[int, dict]:
     return {row["id"]: row for row in scored.with_format("arrow")[:].to_pylist()}
 
 
-def job_inputs(source: Path, judge_path: str, thresholds: dict[str, float] | None = None):
+def job_inputs(source: Path, judge_path: str):
+    """The stream, its judge and the run's context (every test here is a score run)."""
     stream, root = load_source(str(source), streaming=True)
     judge = VLMJudge(judge_path, image_root=root, **PIXELS)
-    return stream, judge, FilterRun.from_scorer(judge, str(source), thresholds=thresholds)
+    return stream, judge, RunContext(str(source))
 
 
 def assert_rows_match(rows: list[dict], reference: dict[int, dict]) -> None:
@@ -56,12 +59,13 @@ def assert_rows_match(rows: list[dict], reference: dict[int, dict]) -> None:
 def test_ranks_score_every_row_exactly_once(sources, reference, tiny_judge_path, tmp_path, world_size, shards, caplog):
     """Ranks run one after the other in this process, meeting through their state files (no process
     group); rank 0 runs last, waits for the others' ``done`` states and writes the one card."""
-    caplog.set_level("WARNING", logger="hf_vlm_filter.jobs.streaming_filter")
+    caplog.set_level("WARNING", logger="hf_vlm_filter.engines.streaming.job")
     out = tmp_path / "job"
     for rank in [*range(1, world_size), 0]:
-        stream, judge, run = job_inputs(sources[shards], tiny_judge_path)
-        result = run_distributed_job(stream, judge, out, run, rank=rank, world_size=world_size, batch_size=2,
-                                     shard_rows=3, progress=False, poll_seconds=0.01, wait_timeout=5)
+        stream, judge, context = job_inputs(sources[shards], tiny_judge_path)
+        result = run_distributed_job(stream, judge, out, context, KeepRule(), RANK_OPTIONS, rank=rank,
+                                     world_size=world_size, poll_seconds=0.01, wait_timeout=5,
+                                     finishers=[DatasetCardWriter()])
         assert (result is None) == (rank != 0)
 
     rows = read_job_output(out).to_pylist()
@@ -85,12 +89,12 @@ def test_ranks_score_every_row_exactly_once(sources, reference, tiny_judge_path,
     assert (out / "README.md").is_file() and (out / "summary.txt").is_file()
 
     # Each rank resumes on its own: a finished rank is a no-op with resume, and refused without it.
-    stream, judge, run = job_inputs(sources[shards], tiny_judge_path)
-    state = run_streaming_filter(stream, judge, out, run, rank=1, world_size=world_size, batch_size=2,
-                                 shard_rows=3, resume=True, progress=False)
+    stream, judge, context = job_inputs(sources[shards], tiny_judge_path)
+    state = run_streaming_filter(stream, judge, out, context, KeepRule(), RANK_OPTIONS, rank=1, world_size=world_size,
+                                 resume=True)
     assert state.done and [s.path for s in state.shards] == [s.path for s in RankState.load(out, 1).shards]
     with pytest.raises(JobStateError, match="pass resume=True"):
-        run_streaming_filter(stream, judge, out, run, rank=1, world_size=world_size, batch_size=2, shard_rows=3)
+        run_streaming_filter(stream, judge, out, context, KeepRule(), RANK_OPTIONS, rank=1, world_size=world_size)
 
 
 def read_rank_rows(out: Path, rank: int) -> list[dict]:
@@ -100,6 +104,7 @@ def read_rank_rows(out: Path, rank: int) -> list[dict]:
             for row in pq.read_table(path).to_pylist()]
 
 
+@pytest.mark.slow
 def test_torchrun_style_processes_filter_with_gloo(sources, reference, tiny_judge_path, tmp_path):
     """Two real rank processes over three shards (so split row by row), with the environment torchrun
     sets and a gloo group: together they keep exactly the rows the in-memory filter keeps, and rank 0
@@ -140,8 +145,9 @@ def test_rank_environment_and_file_barrier(tmp_path, monkeypatch, sources, tiny_
         local_rank()
 
     # The file barrier gives up after its timeout, naming the ranks it waited for.
-    stream, judge, run = job_inputs(sources[2], tiny_judge_path)
-    run_streaming_filter(stream, judge, tmp_path / "job", run, rank=0, world_size=3, batch_size=4, progress=False)
+    stream, judge, context = job_inputs(sources[2], tiny_judge_path)
+    run_streaming_filter(stream, judge, tmp_path / "job", context, KeepRule(), JobOptions(batch_size=4, progress=False),
+                         rank=0, world_size=3)
     with pytest.raises(JobStateError, match=r"ranks \[1, 2\] of .* did not finish within 0 s"):
         wait_for_ranks(tmp_path / "job", 3, timeout=0.05, poll_seconds=0.01)
     with pytest.raises(JobStateError, match=r"ranks \[0\] of .* belong to a job with another world size"):

@@ -29,7 +29,7 @@ def test_public_functions_and_scorers_carry_examples():
     def needs_example(value) -> bool:
         if inspect.isfunction(value):
             return True
-        return inspect.isclass(value) and hasattr(value, "score_columns" if value.__name__ == "CompositeScorer"
+        return inspect.isclass(value) and hasattr(value, "score_specs" if value.__name__ == "CompositeScorer"
                                                   else "config_class") and value is not hf_vlm_filter.Scorer
 
     undocumented = [name for name in hf_vlm_filter.__all__

@@ -14,7 +14,7 @@ from hf_vlm_filter import JudgeConfig, VLMJudge
 from hf_vlm_filter.inputs import ImagePolicy, PixelLookup, image_size_hint
 from hf_vlm_filter.inputs.pixels import ResizeCropPixels
 from hf_vlm_filter.models.qwen_vl_inputs import QwenVLImagePatches
-from hf_vlm_filter.scorers.pipeline import PipelineOptions, PreparedBatch, plan_micro_batches, run_pipeline
+from hf_vlm_filter.scorers.batching import PipelineOptions, PreparedBatch, plan_micro_batches, run_pipeline
 from tests.conftest import jpeg_bytes, random_image
 
 SIZES = [(64, 48), (200, 120), (30, 90), (128, 128), (300, 60), (45, 45), (90, 200), (150, 100), (28, 28), (500, 40)]
@@ -151,9 +151,9 @@ def test_bad_pipeline_options_fail_fast():
 def test_automatic_workers_on_a_gpu_machine_cap_the_judge_not_clip(tiny_judge_path, monkeypatch):
     """On a 16-core GPU box the model-bound judge takes 8 workers, the decode-bound CLIP scorer 15."""
     from hf_vlm_filter import ClipScorer
-    from hf_vlm_filter.scorers import base, pipeline
+    from hf_vlm_filter.scorers import base, batching
 
-    monkeypatch.setattr(pipeline, "available_cores", lambda: 16)
+    monkeypatch.setattr(batching, "available_cores", lambda: 16)
     monkeypatch.setattr(base.Scorer, "resolved_device_type", lambda self: "cuda")
     assert VLMJudge(tiny_judge_path).pipeline_options().prefetch_workers == 8
     assert ClipScorer("./clip").pipeline_options().prefetch_workers == 15
@@ -290,17 +290,19 @@ def test_a_scorer_without_a_model_loads_nothing_and_scores_serially():
     from dataclasses import dataclass
 
     from hf_vlm_filter.scorers.base import Scorer
+    from hf_vlm_filter.scorers.config import CaptionFields
 
     @dataclass(frozen=True)
-    class LengthConfig:
-        text_column: str = "caption"
+    class LengthConfig(CaptionFields):
+        pass
 
     class CaptionLength(Scorer):
         prefix = "length"
         config_class = LengthConfig
+        input_fields = ("text_column",)
 
         def prepare(self, batch, index):
-            caption = batch[self.config.text_column][index]
+            caption = self.cell(batch, "text_column", index)
             if not caption:
                 from hf_vlm_filter.inputs import RowError
 
@@ -310,7 +312,7 @@ def test_a_scorer_without_a_model_loads_nothing_and_scores_serially():
         def score_prepared(self, items, rank=None):
             return [{"length_score": float(n)} for n in items]
 
-    scorer = CaptionLength.from_pretrained(LengthConfig())
+    scorer = CaptionLength.from_pretrained(text_column="caption")
     assert scorer.load() is None and scorer.pipeline_options() == PipelineOptions()
     out = scorer({"caption": ["ab", "", "abcd"]})
     assert list(out["length_score"][[0, 2]]) == [2.0, 4.0] and math.isnan(out["length_score"][1])

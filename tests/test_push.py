@@ -11,11 +11,12 @@ import pytest
 from datasets import DatasetDict, load_dataset
 from huggingface_hub import DatasetCard, HfApi, ModelCard, snapshot_download
 
-from hf_vlm_filter import VLMJudge, map_with_scorer, threshold_filter
+from hf_vlm_filter import KeepRule, VLMJudge, map_with_scorer
 from hf_vlm_filter.cli import main
-from hf_vlm_filter.hub import EvalMetric, FilterRun, HubUploadError, push_checkpoint, push_filtered, size_category
-from hf_vlm_filter.sources import load_source
-from hf_vlm_filter.summary import RunSummary
+from hf_vlm_filter.engines import FilterRun, RunContext, run_in_memory
+from hf_vlm_filter.hub import EvalMetric, HubUploadError, push_checkpoint, push_filtered, size_category
+from hf_vlm_filter.inputs.sources import load_source
+from hf_vlm_filter.models.judge_prompt import MAX_PIXELS, MIN_PIXELS, prompt_text
 from hf_vlm_filter.testing import save_tiny_model
 
 from ._hub_helpers import TOKEN, hub, write_pairs  # noqa: F401 - hub is a fixture
@@ -30,18 +31,17 @@ def scored(tmp_path_factory, tiny_judge_path):
     path = write_pairs(tmp_path_factory.mktemp("pairs") / "pairs.parquet", 12, {2: "caption", 7: "image"})
     dataset, root = load_source(str(path))
     judge = VLMJudge(tiny_judge_path, image_root=root)
-    scored = map_with_scorer(dataset, judge, batch_size=4)
-    values = sorted(s for s in scored["judge_score"] if not math.isnan(s))
+    values = sorted(s for s in map_with_scorer(dataset, judge, batch_size=4)["judge_score"] if not math.isnan(s))
     thresholds = {"judge_score": values[len(values) // 2]}
-    kept = scored.filter(threshold_filter, batched=True, fn_kwargs={"thresholds": thresholds})
-    summary = RunSummary.from_columns(scored["judge_score"], scored["judge_error"], thresholds=thresholds,
-                                      kept_mask=threshold_filter(scored[:], thresholds))
-    return judge, thresholds, summary, scored, kept
+    result = run_in_memory(dataset, judge, KeepRule.from_thresholds(judge, thresholds),
+                           RunContext("user/pairs", source_revision="abc123", recipe=RECIPE))
+    return judge, thresholds, result.run, result.scored, result.kept
 
 
-def run_record(judge, thresholds, summary) -> FilterRun:
-    return FilterRun.from_scorer(judge, "user/pairs", source_revision="abc123", thresholds=thresholds,
-                                 summary=summary, recipe=RECIPE)
+def run_record(judge, thresholds, run) -> FilterRun:
+    """The record of the fixture's run (made by ``run_in_memory``, the engine every push reads)."""
+    assert run.thresholds == thresholds and run.scorers[0].model == judge.config.model
+    return run
 
 
 def pushed_rows(repo_id: str, split: str = "train") -> list[dict]:
@@ -53,8 +53,7 @@ def test_push_filtered_round_trip_with_card_from_the_run(hub, scored, kind, tiny
     judge, thresholds, summary, all_rows, kept = scored
     payload = {"dataset": kept, "dataset_dict": DatasetDict(train=kept, test=kept.select([0])),
                "iterable": kept.to_iterable_dataset(num_shards=2)}[kind]
-    result = push_filtered(payload, "user/pairs-hq", run_record(judge, thresholds, summary),
-                           histogram_scores={"judge_score": all_rows["judge_score"]}, token=TOKEN)
+    result = push_filtered(payload, "user/pairs-hq", run_record(judge, thresholds, summary), token=TOKEN)
 
     expected = kept.with_format("arrow")[:].to_pylist()
     assert pushed_rows("user/pairs-hq") == expected
@@ -74,11 +73,15 @@ def test_push_filtered_round_trip_with_card_from_the_run(hub, scored, kind, tiny
     assert data.configs[0]["config_name"] == "default"
     record = data.to_dict()["hf_vlm_filter"]
     assert record["scorers"] == [{"name": "VLMJudge", "model": tiny_judge_path, "revision": None,
-                                  "score_column": "judge_score", "error_column": "judge_error", "mode": "fast"}]
+                                  "score_column": "judge_score", "error_column": "judge_error", "mode": "fast",
+                                  "direction": "higher",
+                                  "facts": {"scorer": "compact", "min_pixels": MIN_PIXELS, "max_pixels": MAX_PIXELS,
+                                            "max_new_tokens": 512, "attn_implementation": None,
+                                            "prompt": prompt_text()}}]
     assert record["thresholds"] == thresholds and record["source_revision"] == "abc123"
     assert record["summary"]["errors"] == {"empty caption": 1, "not an image (unrecognised format)": 1}
     text = card.text
-    rows, kept_count = summary.rows, len(kept) if kind != "dataset_dict" else len(kept) + 1
+    rows, kept_count = summary.summary.rows, len(kept) if kind != "dataset_dict" else len(kept) + 1
     assert f"| read | {rows} |" in text and f"| kept | {kept_count} ({kept_count / rows:.1%}) |" in text
     assert "| empty caption | 1 |" in text and "| not an image (unrecognised format) | 1 |" in text
     assert f"judge_score >= {thresholds['judge_score']:g}, error rows dropped" in text
@@ -158,6 +161,7 @@ def test_cli_filter_push_to(hub, tiny_judge_path, tmp_path):
     assert "score_histogram.png" in HfApi().list_repo_files("user/sample-hq", repo_type="dataset")
 
 
+@pytest.mark.slow
 def test_dataset_scripts_push_against_the_server(hub, tiny_judge_path, tmp_path):
     import os
     import subprocess
@@ -216,13 +220,19 @@ def test_with_hub_retries_backs_off_on_5xx_and_not_on_4xx():
 def test_histogram_png_and_missing_matplotlib(tmp_path, monkeypatch):
     import sys
 
+    from hf_vlm_filter import ClipScorer
+    from hf_vlm_filter.engines import ScoreHistogram
     from hf_vlm_filter.hub import save_score_histogram
+    from hf_vlm_filter.hub.histogram import try_save_score_histogram
 
-    path = save_score_histogram({"judge_score": [9.5, 3.0, math.nan, 7.0], "clip_score": [0.2, 0.3]},
-                                tmp_path / "h.png", {"judge_score": 9})
+    judge, clip = ScoreHistogram(VLMJudge("./j").score_spec), ScoreHistogram(ClipScorer("./c").score_spec)
+    judge.add([9.5, 3.0, math.nan, 7.0])
+    clip.add([0.2, 0.3])
+    path = save_score_histogram([judge, clip], tmp_path / "h.png", {"judge_score": 9})
     assert path.read_bytes().startswith(b"\x89PNG\r\n\x1a\n")
     with pytest.raises(ValueError, match="at least one score column"):
-        save_score_histogram({}, tmp_path / "e.png")
+        save_score_histogram([], tmp_path / "e.png")
     monkeypatch.setitem(sys.modules, "matplotlib.figure", None)
     with pytest.raises(ImportError, match=r"pip install 'hf_vlm_filter\[hub\]'"):
-        save_score_histogram({"judge_score": [1.0]}, tmp_path / "m.png")
+        save_score_histogram([judge], tmp_path / "m.png")
+    assert try_save_score_histogram([judge], tmp_path / "m.png") is None and not (tmp_path / "m.png").exists()

@@ -14,14 +14,14 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from hf_vlm_filter import VLMJudge, map_with_scorer, threshold_filter
-from hf_vlm_filter.sources import load_source
+from hf_vlm_filter import ColumnRule, KeepRule, VLMJudge, map_with_scorer, threshold_filter
+from hf_vlm_filter.inputs.sources import load_source
 
 from ._hub_helpers import TOKEN, hub_env, point_clients_at, write_pairs
 from .hub_server import serve_hub
 
 ray = pytest.importorskip("ray")
-from hf_vlm_filter.ray import ScorerActor, read_source, score_with_ray  # noqa: E402 - after importorskip
+from hf_vlm_filter.engines.ray import ScorerActor, read_source, score_with_ray  # noqa: E402 - after importorskip
 
 ROOT = Path(__file__).resolve().parents[1]
 BROKEN = {3: "caption", 7: "image"}
@@ -96,6 +96,7 @@ def test_reference_has_the_broken_rows(reference):
     assert all(math.isnan(reference[i]["judge_score"]) for i in ERRORS)
 
 
+@pytest.mark.slow
 def test_ray_scores_equal_ds_map_row_for_row(local_ray, pairs, judge, reference):
     """Parquet in, pyarrow batches, an actor: the scores of ``ds.map``; the failing rows were scored
     inside an actor and came back as NaN + reason (no task failed)."""
@@ -117,7 +118,7 @@ def test_ray_filter_with_numpy_batches_writes_the_kept_rows(local_ray, pairs, ju
 
     source, _ = load_source(str(pairs))
     out = tmp_path / "kept"
-    result = score_with_ray(source, judge, thresholds=thresholds, keep_errors=True, batch_size=4,
+    result = score_with_ray(source, judge, rule=KeepRule.from_thresholds(judge, thresholds, keep_errors=True), batch_size=4,
                             batch_format="numpy", output_path=out)
     written = pq.read_table(sorted(out.glob("*.parquet"))).to_pylist()
     assert_same_rows(by_id(written), expected)
@@ -161,14 +162,14 @@ def test_actor_handles_every_batch_format_without_ray(judge, pairs, reference):
     assert isinstance(frame, pd.DataFrame)
     assert_same_rows(frame.to_dict("records"), expected)
 
-    only_errors = ScorerActor(judge, thresholds={"judge_score": 99.0}, keep_errors=True, load=False)
+    only_errors = ScorerActor(judge, KeepRule.from_thresholds(judge, {"judge_score": 99.0}, keep_errors=True), load=False)
     assert only_errors(table).column("id").to_pylist() == sorted(ERRORS)
     assert list(only_errors(numpy_batch)["id"]) == sorted(ERRORS)
 
 
 def test_bad_arguments_are_refused(judge, pairs, tmp_path):
-    with pytest.raises(ValueError, match=r"thresholds name columns the scorer does not write: \['clip_score'\]"):
-        ScorerActor(judge, thresholds={"clip_score": 0.2}, load=False)
+    with pytest.raises(ValueError, match=r"no selected scorer writes the score column 'clip_score'; they write \['judge_score'\]"):
+        ScorerActor(judge, KeepRule((ColumnRule("clip_score", threshold=0.2),)), load=False)
     with pytest.raises(ValueError, match="batch_format must be one of"):
         score_with_ray(pairs, judge, batch_format="dicts")
     with pytest.raises(ValueError, match="batch_size must be >= 1"):
@@ -182,14 +183,14 @@ def test_bad_arguments_are_refused(judge, pairs, tmp_path):
 
 
 def test_ray_is_an_optional_extra():
-    """``import hf_vlm_filter`` never imports ray; without ray, ``hf_vlm_filter.ray`` says how to install it."""
+    """``import hf_vlm_filter`` never imports ray; without ray, ``hf_vlm_filter.engines.ray`` says how to install it."""
     code = (
         "import sys\n"
-        "import hf_vlm_filter, hf_vlm_filter.cli, hf_vlm_filter.jobs, hf_vlm_filter.distributed\n"
+        "import hf_vlm_filter, hf_vlm_filter.cli, hf_vlm_filter.engines, hf_vlm_filter.engines.torchrun\n"
         "assert 'ray' not in sys.modules, 'ray was imported'\n"
         "sys.modules['ray'] = None\n"
         "try:\n"
-        "    import hf_vlm_filter.ray\n"
+        "    import hf_vlm_filter.engines.ray\n"
         "except ImportError as exc:\n"
         "    print(exc)\n"
     )

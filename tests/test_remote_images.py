@@ -13,7 +13,7 @@ from huggingface_hub import HfApi
 from hf_vlm_filter import VLMJudge, map_with_scorer
 from hf_vlm_filter.inputs import RowError, load_image
 from hf_vlm_filter.inputs.images import image_size_hint
-from hf_vlm_filter.sources import load_source
+from hf_vlm_filter.inputs.sources import load_source
 
 from ._hub_helpers import hub  # noqa: F401 - a fixture
 from .conftest import jpeg_bytes, random_image

@@ -211,6 +211,7 @@ def test_train_judge_refuses_bad_input(tiny_judge, tmp_path):
 CI_STEPS = 300
 
 
+@pytest.mark.slow
 def test_judge_quality_short_run_learns_well_above_chance(tmp_path):
     """benchmarks/judge_quality.py, shortened: random init -> train -> saved checkpoint scores held-out scenes."""
     bench = _load_script("benchmarks", "judge_quality")

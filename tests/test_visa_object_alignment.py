@@ -87,7 +87,7 @@ def test_counts_then_score_on_dataset_and_stream(tiny_grounding_dino_path):
     # streaming: a sampled table (first rows) or a supplied one
     sampled = oa_document_frequencies(streamed, sample_size=3)
     assert sampled == DocumentFrequencies.from_counts(counted["oa_tag_counts"][:3])
-    features = ObjectAlignmentScore.output_features(streamed.features)
+    features = ObjectAlignmentScore(df).output_features(streamed.features)
     streamed_scores = streamed.map(ObjectAlignmentScore(df), batched=True, features=features)
     np.testing.assert_allclose([r["oa_score"] for r in streamed_scores], scored["oa_score"], rtol=1e-6)
 

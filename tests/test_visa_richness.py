@@ -5,7 +5,6 @@ from __future__ import annotations
 import math
 
 import numpy as np
-import pytest
 import torch
 
 from hf_vlm_filter.scorers.base import map_with_scorer
@@ -42,8 +41,3 @@ def test_expected_rating_on_dataset_and_stream(tiny_judge_path):
     assert math.isnan(out["dp_score"][3]) and out["dp_error"] == ["", "", "", "missing image"]
     streamed = list(map_with_scorer(stream(ds), scorer, batch_size=2))
     np.testing.assert_allclose([r["dp_score"] for r in streamed][:3], expected, rtol=1e-4)
-
-
-def test_missing_column_is_explained(tiny_judge_path):
-    with pytest.raises(KeyError, match="image_column"):
-        InformationRichness(tiny_judge_path, device="cpu")({"img": [None]})

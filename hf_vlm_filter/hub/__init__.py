@@ -1,23 +1,24 @@
-"""Publishing to the Hugging Face Hub: dataset and model cards, score histograms, retried uploads.
+"""Publishing to the Hugging Face Hub: dataset and model cards, score histograms, retried uploads,
+and the publisher / card writer of streaming jobs. Reads the engines' run record; never drives a run.
 
 Example:
-    >>> from hf_vlm_filter.hub import FilterRun, push_filtered                     # doctest: +SKIP
-    >>> run = FilterRun.from_scorer(judge, "user/pairs", thresholds={"judge_score": 9}, summary=summary)  # doctest: +SKIP
-    >>> push_filtered(kept, "me/pairs-hq", run)                                    # doctest: +SKIP
+    >>> from hf_vlm_filter.hub import push_filtered                                 # doctest: +SKIP
+    >>> result = run_in_memory(ds, judge, rule, RunContext("user/pairs"))           # doctest: +SKIP
+    >>> push_filtered(result.kept, "me/pairs-hq", result.run)                       # doctest: +SKIP
 """
 
 from .cards import EvalMetric, build_dataset_card, build_model_card, size_category
 from .histogram import save_score_histogram
+from .job_publishing import DatasetCardWriter, HubPublisher
 from .push import PushResult, push_checkpoint, push_filtered
 from .retry import HubUploadError, with_hub_retries
-from .run_record import FilterRun, ScorerInfo
 
 __all__ = [
+    "DatasetCardWriter",
     "EvalMetric",
-    "FilterRun",
+    "HubPublisher",
     "HubUploadError",
     "PushResult",
-    "ScorerInfo",
     "build_dataset_card",
     "build_model_card",
     "push_checkpoint",

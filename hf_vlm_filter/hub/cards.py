@@ -1,5 +1,5 @@
-"""Dataset and model cards rendered from the templates in ``model_card/`` with huggingface_hub's
-card classes (``DatasetCard.from_template`` / ``ModelCard.from_template``, Jinja2).
+"""Dataset and model cards rendered from the templates shipped in ``hf_vlm_filter/hub/templates/`` with
+huggingface_hub's card classes (``DatasetCard.from_template`` / ``ModelCard.from_template``, Jinja2).
 
 The YAML metadata is what the Hub's validator accepts: ``configs`` (data files per split),
 ``size_categories``, ``task_categories``, ``tags``, ``source_datasets``; model cards carry
@@ -14,10 +14,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from .run_record import FilterRun
+from ..engines.run_record import FilterRun
+from ..models.judge_prompt import MAX_PIXELS, MIN_PIXELS
 
-#: Folder of the card templates (``dataset_card.md``, ``compact_judge.md``).
-TEMPLATES_DIR = Path(__file__).resolve().parents[2] / "model_card"
+#: Folder of the card templates (``dataset_card.md``, ``compact_judge.md``), inside the package.
+TEMPLATES_DIR = Path(__file__).resolve().parent / "templates"
 DATASET_TEMPLATE = "dataset_card.md"
 MODEL_TEMPLATE = "compact_judge.md"
 HISTOGRAM_FILE = "score_histogram.png"
@@ -43,7 +44,7 @@ def size_category(num_rows: int) -> str:
 
 
 def template_path(name: str) -> Path:
-    """Path of the card template ``name`` in ``model_card/`` (clear error when it is missing)."""
+    """Path of the card template ``name`` shipped with the package (clear error when it is missing)."""
     path = TEMPLATES_DIR / name
     if not path.is_file():
         raise FileNotFoundError(
@@ -78,14 +79,15 @@ def build_dataset_card(
     tags: Sequence[str] = DEFAULT_TAGS,
     license: str | None = None,
     pretty_name: str | None = None,
-    histogram_file: str = HISTOGRAM_FILE,
+    histogram_file: str | None = HISTOGRAM_FILE,
     template: str | Path | None = None,
 ) -> Any:
     """The ``DatasetCard`` of a curated dataset, filled from ``run``.
 
     ``num_rows`` is the number of rows published (default ``run.summary.kept``); ``configs`` the data
     files per split (default ``data/train-*``); ``extra_metadata`` more YAML keys (e.g. the
-    ``dataset_info`` that ``datasets.push_to_hub`` wrote).
+    ``dataset_info`` that ``datasets.push_to_hub`` wrote); ``histogram_file`` the PNG beside the
+    card (``None``: the card shows the summary's text histogram).
 
     Example:
         >>> card = build_dataset_card(run, "me/pairs-hq")                     # doctest: +SKIP
@@ -124,7 +126,7 @@ def build_dataset_card(
         source_url=f"https://huggingface.co/datasets/{run.source}" if source_is_hub else run.source,
         source_revision=run.source_revision,
         library_version=run.library_version,
-        rule=run.rule,
+        rule=rule_text(run),
         scorers=run.scorers,
         prompt=run.prompt,
         rows=rows,
@@ -135,14 +137,24 @@ def build_dataset_card(
         kept_percent=f"{kept / rows:.1%}" if rows else "n/a",
         histogram_file=histogram_file,
         histogram_caption=_histogram_caption(run),
+        histogram_text="\n".join(line for h in (summary.histograms.values() if summary else ()) for line in h.render()),
+        elapsed=f"{summary.elapsed_seconds:.1f} s ({summary.rows_per_second:.1f} rows/s)"
+        if summary and summary.elapsed_seconds > 0 else None,
         reproduce=reproduce,
         reproduce_language=language,
     )
 
 
+def rule_text(run: FilterRun) -> str:
+    """The keep rule as the card words it: ``"judge_score >= 9, error rows dropped"``."""
+    if not run.rule.is_filter:
+        return "no filter (every row kept)"
+    return f"{run.rule.criteria}, error rows {'kept' if run.rule.keep_errors else 'dropped'}"
+
+
 def _histogram_caption(run: FilterRun) -> str:
     columns = ", ".join(f"`{info.score_column}`" for info in run.scorers) or "the scores"
-    marks = " Dashed lines mark the thresholds." if run.thresholds else ""
+    marks = " Dashed lines mark the thresholds." if run.rule.thresholds else ""
     return f"Distribution of {columns} over every row read (before filtering).{marks}"
 
 
@@ -180,8 +192,6 @@ def build_model_card(
         ...     metrics=[EvalMetric("accuracy", 0.81, "me/judge-eval")])     # doctest: +SKIP
     """
     from huggingface_hub import EvalResult, ModelCard, ModelCardData
-
-    from ..scorers.compact_judge import MAX_PIXELS, MIN_PIXELS
 
     name = repo_id.split("/")[-1]
     eval_results = [

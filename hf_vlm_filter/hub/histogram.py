@@ -1,30 +1,38 @@
 """The score histogram shown in a dataset card: one panel per score column, PNG, via matplotlib.
 
-matplotlib is the optional ``hub`` extra (``pip install "hf_vlm_filter[hub]"``); without it
-:func:`save_score_histogram` raises an ``ImportError`` saying so.
+Drawn from the run's :class:`~hf_vlm_filter.engines.summary.ScoreHistogram` s (the bins of every row
+read, whatever their number), with each column's threshold marked. matplotlib is the optional
+``hub`` extra (``pip install "hf_vlm_filter[hub]"``): without it :func:`try_save_score_histogram`
+logs one warning and the card shows the text histogram instead — a missing plotting library costs
+the picture, never the run.
 """
 
 from __future__ import annotations
 
-import math
+import logging
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
-BINS = 20
+from ..engines.summary import ScoreHistogram
+
+logger = logging.getLogger(__name__)
+_warned = False
 
 
 def save_score_histogram(
-    scores: Mapping[str, Sequence[float | None]],
+    histograms: Sequence[ScoreHistogram],
     path: str | Path,
     thresholds: Mapping[str, float] | None = None,
     title: str | None = None,
 ) -> Path:
-    """Draw a histogram of each column of ``scores`` (NaN / ``None`` skipped) into the PNG ``path``.
-
-    A dashed vertical line marks each column's threshold. Returns the path written.
+    """Draw each histogram as a bar panel into the PNG ``path`` (a dashed line at each column's
+    threshold); returns the path written. Raises ``ImportError`` without matplotlib.
 
     Example:
-        >>> save_score_histogram({"judge_score": [9.5, 3.0, 7.2]}, "/tmp/h.png", {"judge_score": 9})  # doctest: +SKIP
+        >>> from hf_vlm_filter import VLMJudge
+        >>> histogram = ScoreHistogram(VLMJudge("./j").score_spec)
+        >>> histogram.add([9.5, 3.0, 7.2])
+        >>> save_score_histogram([histogram], "/tmp/h.png", {"judge_score": 9})  # doctest: +SKIP
         PosixPath('/tmp/h.png')
     """
     try:
@@ -34,25 +42,40 @@ def save_score_histogram(
         raise ImportError(
             "the score histogram needs matplotlib: pip install 'hf_vlm_filter[hub]' (or pip install matplotlib)"
         ) from exc
-    if not scores:
+    if not histograms:
         raise ValueError("save_score_histogram needs at least one score column")
     path = Path(path)
-    figure = Figure(figsize=(5.5, 2.6 * len(scores)), dpi=100)
+    figure = Figure(figsize=(5.5, 2.6 * len(histograms)), dpi=100)
     FigureCanvasAgg(figure)
-    axes = figure.subplots(len(scores), 1, squeeze=False)[:, 0]
-    for axis, (column, values) in zip(axes, scores.items()):
-        finite = [float(v) for v in values if v is not None and not math.isnan(v)]
-        axis.hist(finite, bins=BINS, color="#4c72b0")
-        threshold = (thresholds or {}).get(column)
+    axes = figure.subplots(len(histograms), 1, squeeze=False)[:, 0]
+    for axis, histogram in zip(axes, histograms):
+        bins = histogram.bins()
+        if bins:
+            axis.bar([low for low, _, _ in bins], [count for _, _, count in bins],
+                     width=[high - low for low, high, _ in bins], align="edge", color="#4c72b0")
+        threshold = (thresholds or {}).get(histogram.column)
         if threshold is not None:
             axis.axvline(threshold, color="#c44e52", linestyle="--", label=f"threshold {threshold:g}")
             axis.legend(loc="upper left")
-        axis.set_xlabel(column)
+        axis.set_xlabel(histogram.column)
         axis.set_ylabel("rows")
-        axis.set_title(f"{column}: {len(finite)} scored rows", fontsize=10)
+        axis.set_title(f"{histogram.column}: {histogram.count} scored rows", fontsize=10)
     if title:
         figure.suptitle(title)
     figure.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
     figure.savefig(path, format="png")
     return path
+
+
+def try_save_score_histogram(histograms: Sequence[ScoreHistogram], path: str | Path,
+                             thresholds: Mapping[str, float] | None = None) -> Path | None:
+    """:func:`save_score_histogram`, or ``None`` (and one warning per process) without matplotlib."""
+    global _warned
+    try:
+        return save_score_histogram(histograms, path, thresholds)
+    except ImportError as exc:
+        if not _warned:
+            logger.warning("%s; the card shows the text histogram instead of score_histogram.png", exc)
+            _warned = True
+        return None

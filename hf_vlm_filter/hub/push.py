@@ -7,17 +7,19 @@ Every network call goes through :func:`~hf_vlm_filter.hub.retry.with_hub_retries
 
 from __future__ import annotations
 
-import math
 import tempfile
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from ..engines.run_record import FilterRun
+from ..engines.summary import ScoreHistogram
+from ..models.judge_prompt import BASE_MODEL
+from ..scorers.score_spec import ScoreSpec
 from .cards import HISTOGRAM_FILE, EvalMetric, build_dataset_card, build_model_card
-from .histogram import save_score_histogram
+from .histogram import try_save_score_histogram
 from .retry import DEFAULT_ATTEMPTS, DEFAULT_BASE_DELAY, HubRetry
-from .run_record import FilterRun
 
 README = "README.md"
 WEIGHT_SUFFIXES = (".safetensors", ".bin")
@@ -41,7 +43,6 @@ def push_filtered(
     *,
     token: str | None = None,
     private: bool | None = None,
-    histogram_scores: Mapping[str, Sequence[float | None]] | None = None,
     commit_message: str = "Upload filtered dataset (hf_vlm_filter)",
     license: str | None = None,
     task_categories: Sequence[str] = ("image-to-text", "text-to-image"),
@@ -51,14 +52,14 @@ def push_filtered(
     """Push a curated ``Dataset``, ``DatasetDict`` or ``IterableDataset`` with a dataset card.
 
     The data goes up with ``datasets``' own ``push_to_hub`` (Parquet shards under ``data/`` and the
-    ``configs`` / ``dataset_info`` metadata); then ``README.md`` (rendered from
-    ``model_card/dataset_card.md`` and filled from ``run``) and ``score_histogram.png`` are committed
-    together. The histogram shows ``histogram_scores`` (column -> scores of every row read, the
-    best picture of the cut) or, by default, the score columns of the pushed rows.
+    ``configs`` / ``dataset_info`` metadata); then ``README.md`` (rendered from the package's
+    ``dataset_card.md`` template and filled from ``run``) and ``score_histogram.png`` are committed
+    together. The histogram shows the run's score histograms (every row read: the best picture of
+    the cut) or, when ``run`` has no summary, the score columns of the pushed rows.
 
     Example:
-        >>> run = FilterRun.from_scorer(judge, "user/pairs", thresholds={"judge_score": 9}, summary=summary)  # doctest: +SKIP
-        >>> push_filtered(kept, "me/pairs-hq", run)                                                          # doctest: +SKIP
+        >>> result = run_in_memory(ds, judge, rule, RunContext("user/pairs", recipe="..."))       # doctest: +SKIP
+        >>> push_filtered(result.kept, "me/pairs-hq", result.run)                               # doctest: +SKIP
         PushResult(repo_id='me/pairs-hq', repo_type='dataset', commit_oid='…', files=[…])
     """
     from datasets import Dataset, DatasetDict, IterableDataset, IterableDatasetDict
@@ -77,29 +78,31 @@ def push_filtered(
           f"push the data of {repo_id}")
     readme = retry(lambda: api.hf_hub_download(repo_id, README, repo_type="dataset"), f"read back {repo_id}/{README}")
     pushed_metadata = DatasetCard.load(readme).data.to_dict()
-    columns = [info.score_column for info in run.scorers]
-    scores = dict(histogram_scores) if histogram_scores is not None else _score_columns(dataset, columns)
-    card = build_dataset_card(
-        run, repo_id,
-        num_rows=_num_rows(dataset, pushed_metadata),
-        configs=pushed_metadata.get("configs"),
-        extra_metadata={key: pushed_metadata[key] for key in ("dataset_info",) if key in pushed_metadata},
-        **card_options,
-    )
+    histograms = list(run.summary.histograms.values()) if run.summary else _pushed_histograms(dataset, run)
     with tempfile.TemporaryDirectory() as tmp:
-        histogram = save_score_histogram(scores, Path(tmp) / HISTOGRAM_FILE, run.thresholds)
+        histogram = try_save_score_histogram(histograms, Path(tmp) / HISTOGRAM_FILE, run.thresholds)
+        card = build_dataset_card(
+            run, repo_id,
+            num_rows=_num_rows(dataset, pushed_metadata),
+            configs=pushed_metadata.get("configs"),
+            extra_metadata={key: pushed_metadata[key] for key in ("dataset_info",) if key in pushed_metadata},
+            histogram_file=HISTOGRAM_FILE if histogram else None,
+            **card_options,
+        )
         info = commit_dataset_card(api, repo_id, str(card).encode("utf-8"), histogram, retry)
     files = retry(lambda: api.list_repo_files(repo_id, repo_type="dataset"), f"list {repo_id}")
     return PushResult(repo_id, "dataset", info.oid, sorted(files))
 
 
-def commit_dataset_card(api: Any, repo_id: str, readme: bytes | Path, histogram: Path, retry: HubRetry) -> Any:
-    """Commit a dataset card (``README.md``: bytes or a file) and its score histogram to ``repo_id``
-    in one retried commit; returns the commit info."""
+def commit_dataset_card(api: Any, repo_id: str, readme: bytes | Path, histogram: Path | None, retry: HubRetry) -> Any:
+    """Commit a dataset card (``README.md``: bytes or a file) and its score histogram (when drawn) to
+    ``repo_id`` in one retried commit; returns the commit info."""
     from huggingface_hub import CommitOperationAdd
 
     content = str(readme) if isinstance(readme, Path) else readme
-    operations = [CommitOperationAdd(README, content), CommitOperationAdd(HISTOGRAM_FILE, str(histogram))]
+    operations = [CommitOperationAdd(README, content)]
+    if histogram is not None:
+        operations.append(CommitOperationAdd(HISTOGRAM_FILE, str(histogram)))
     return retry(lambda: api.create_commit(repo_id, operations, commit_message="Dataset card and score histogram",
                                            repo_type="dataset"),
                  f"commit the card of {repo_id}")
@@ -124,7 +127,8 @@ def push_checkpoint(
 
     ``model_dir`` must hold ``config.json``, weights (``*.safetensors`` / ``*.bin``) and the
     processor (``processor.save_pretrained(model_dir)``). ``base_model`` defaults to the judge's
-    base, ``Qwen/Qwen2-VL-2B-Instruct``; ``metrics`` become the card's ``eval_results``.
+    base, ``Qwen/Qwen2-VL-2B-Instruct``; ``metrics`` become the card's ``eval_results``; the pixel
+    budget the card states is the one the checkpoint's image processor records.
 
     Example:
         >>> push_checkpoint("out/judge", "me/judge", datasets=["me/judge-train"],
@@ -132,13 +136,11 @@ def push_checkpoint(
     """
     from huggingface_hub import CommitOperationAdd, HfApi
 
-    from ..scorers.compact_judge import BASE_PROCESSOR
-
     model_dir = Path(model_dir)
     files = _checkpoint_files(model_dir)
     retry = HubRetry(attempts, base_delay)
     card = build_model_card(
-        repo_id, base_model=base_model or BASE_PROCESSOR, datasets=datasets, metrics=metrics,
+        repo_id, base_model=base_model or BASE_MODEL, datasets=datasets, metrics=metrics,
         threshold=threshold, threshold_note=threshold_note, **_pixel_budget(model_dir),
     )
     api = HfApi(token=token)
@@ -187,23 +189,22 @@ def _pixel_budget(model_dir: Path) -> dict[str, int]:
     return {}
 
 
-def _score_columns(dataset: Any, columns: Sequence[str]) -> dict[str, list[float]]:
-    """Score columns of the pushed rows (every split), read without decoding other columns."""
+def _pushed_histograms(dataset: Any, run: FilterRun) -> list[ScoreHistogram]:
+    """Histograms of the score columns of the pushed rows (every split), read without decoding others."""
     from datasets import DatasetDict, IterableDatasetDict
 
     parts = list(dataset.values()) if isinstance(dataset, (DatasetDict, IterableDatasetDict)) else [dataset]
-    scores: dict[str, list[float]] = {column: [] for column in columns}
+    histograms = {info.score_column: ScoreHistogram(ScoreSpec(info.score_column, info.error_column, info.direction))
+                  for info in run.scorers}
     for part in parts:
-        present = [c for c in columns if c in (part.column_names or [])]
-        if not present:
-            continue
-        for batch in part.select_columns(present).iter(batch_size=1000):
+        present = [c for c in histograms if c in (part.column_names or [])]
+        for batch in (part.select_columns(present).iter(batch_size=1000) if present else ()):
             for column in present:
-                scores[column].extend(math.nan if v is None else float(v) for v in batch[column])
-    missing = [column for column, values in scores.items() if not values]
-    if missing and len(missing) == len(columns):
-        raise ValueError(f"the dataset has none of the score columns {list(columns)}; pass histogram_scores=")
-    return {column: values for column, values in scores.items() if values}
+                histograms[column].add(batch[column])
+    found = [h for h in histograms.values() if h.count]
+    if not found:
+        raise ValueError(f"the dataset has none of the score columns {list(histograms)} and the run has no summary")
+    return found
 
 
 def _num_rows(dataset: Any, metadata: Mapping[str, Any]) -> int | None:

@@ -1,8 +1,9 @@
-"""Input normalisation: image cells and captions to model-ready values or a row error."""
+"""Inputs: a SOURCE opened as a ``datasets`` dataset, and each image cell and caption turned into a
+model-ready value or a row error."""
 
 from .captions import clean_caption
-from .images import ImagePolicy, RowError, image_size_hint, load_image, read_path_bytes
+from .images import DecodedImage, ImagePolicy, RowError, image_size_hint, load_image, read_path_bytes
 from .pixels import PixelLookup, ResizeCropPixels
 
-__all__ = ["ImagePolicy", "PixelLookup", "ResizeCropPixels", "RowError", "clean_caption", "image_size_hint", "load_image",
-           "read_path_bytes"]
+__all__ = ["DecodedImage", "ImagePolicy", "PixelLookup", "ResizeCropPixels", "RowError", "clean_caption",
+           "image_size_hint", "load_image", "read_path_bytes"]

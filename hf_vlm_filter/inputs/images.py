@@ -54,6 +54,34 @@ class ImagePolicy:
     draft_size: tuple[int, int] | None = None
 
 
+@dataclass(frozen=True)
+class DecodedImage:
+    """A cell already through :func:`load_image`: the image, or the reason it was refused.
+
+    What :class:`~hf_vlm_filter.scorers.composite.CompositeScorer` hands each of its scorers, so
+    that an image is decoded once, fully, and every scorer sees the same pixels or the same reason.
+
+    Example:
+        >>> load_image(DecodedImage.of(None, ImagePolicy()))
+        Traceback (most recent call last):
+        ...
+        hf_vlm_filter.inputs.images.RowError: missing image
+    """
+
+    image: Image.Image | None
+    reason: str = ""
+
+    @classmethod
+    def of(cls, cell: Any, policy: ImagePolicy) -> DecodedImage:
+        """``cell`` decoded under ``policy`` (any failure is kept as the reason)."""
+        try:
+            return cls(load_image(cell, policy))
+        except RowError as exc:
+            return cls(None, str(exc))
+        except Exception as exc:  # noqa: BLE001 - a cell no decoder expected is still this row's reason
+            return cls(None, f"{type(exc).__name__}: {_short(exc)}")
+
+
 def load_image(cell: Any, policy: ImagePolicy = ImagePolicy()) -> Image.Image:
     """Return ``cell`` as an RGB ``PIL.Image`` or raise :class:`RowError` with a short reason.
 
@@ -66,6 +94,10 @@ def load_image(cell: Any, policy: ImagePolicy = ImagePolicy()) -> Image.Image:
         ...
         hf_vlm_filter.inputs.images.RowError: missing image
     """
+    if isinstance(cell, DecodedImage):
+        if cell.image is None:
+            raise RowError(cell.reason)
+        return cell.image
     image = _open(cell, policy)
     try:
         with warnings.catch_warnings():
@@ -101,6 +133,8 @@ def image_size_hint(cell: Any, policy: ImagePolicy = ImagePolicy()) -> tuple[int
         >>> image_size_hint(Image.new("RGB", (40, 30))), image_size_hint(None)
         ((40, 30), None)
     """
+    if isinstance(cell, DecodedImage):
+        return tuple(cell.image.size) if cell.image is not None else None
     path = cell.get("path") if isinstance(cell, dict) and cell.get("bytes") is None else cell
     if isinstance(path, str) and _is_url(path):
         return None

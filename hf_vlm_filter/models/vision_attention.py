@@ -16,7 +16,7 @@ boundaries (``cu_seq_lens_q``) and the longest length, computed once per forward
 implementations whose name contains ``"flash"``: hence the registered name.
 
 Example:
-    >>> from hf_vlm_filter.testing import save_tiny_model
+    >>> from hf_vlm_filter.models.tiny import save_tiny_model
     >>> from transformers import AutoModelForImageTextToText
     >>> model = AutoModelForImageTextToText.from_pretrained(save_tiny_model("/tmp/tiny-judge"))
     >>> use_packed_vision_attention(model)

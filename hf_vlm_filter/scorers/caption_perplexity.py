@@ -25,38 +25,33 @@ import torch
 from ..inputs import RowError, clean_caption
 from ..models.loading import load_or_explain
 from .base import Batch, Scorer
+from .config import CaptionFields, PipelineFields, ScorerConfig
 
 DEFAULT_LM = "gpt2"
 PADDING_SIDES = ("right", "left")
 
 
 @dataclass(frozen=True)
-class PerplexityConfig:
+class PerplexityConfig(PipelineFields, CaptionFields, ScorerConfig):
     """Everything that defines a caption-perplexity run; frozen, hashable and picklable.
 
+    Shared fields are those of :mod:`hf_vlm_filter.scorers.config`.
+
     Args:
-        model: Hub id or local folder of a causal LM checkpoint.
-        revision: Hub revision (branch, tag or commit) of ``model``.
         gguf_file: name of a GGUF file inside ``model`` to load instead of safetensors weights.
-        text_column: column holding the caption.
-        device: ``"cuda"``, ``"cuda:1"``, ``"cpu"``…; ``None`` picks CUDA when available.
-        dtype: ``"bfloat16"``, ``"float16"`` or ``"float32"``; ``None`` = bf16 on CUDA, fp32 on CPU.
         max_caption_tokens: captions are truncated to this many tokens (BOS not counted).
         add_bos: prepend the tokenizer's BOS token; ``None`` = when the tokenizer has one.
         padding_side: ``"right"`` or ``"left"``; results are the same, only the layout differs.
     """
 
     model: str = DEFAULT_LM
-    revision: str | None = None
     gguf_file: str | None = None
-    text_column: str = "caption"
-    device: str | None = None
-    dtype: str | None = None
     max_caption_tokens: int = 128
     add_bos: bool | None = None
     padding_side: str = "right"
 
-    def __post_init__(self) -> None:
+    def validate(self) -> None:
+        super().validate()
         if self.max_caption_tokens < 1:
             raise ValueError("max_caption_tokens must be positive")
         if self.padding_side not in PADDING_SIDES:
@@ -126,7 +121,7 @@ class CaptionPerplexity(Scorer):
     Example:
         >>> from datasets import Dataset
         >>> from hf_vlm_filter import CaptionPerplexity
-        >>> from hf_vlm_filter.testing import save_tiny_model
+        >>> from hf_vlm_filter.models.tiny import save_tiny_model
         >>> path = save_tiny_model("/tmp/tiny-lm", kind="causal_lm")
         >>> ppl = CaptionPerplexity.from_pretrained(path, device="cpu")
         >>> out = Dataset.from_dict({"caption": ["a red bus", "  "]}).map(ppl, batched=True)
@@ -140,22 +135,16 @@ class CaptionPerplexity(Scorer):
 
     prefix = "caption"
     score_name = "ppl"
+    name = "ppl"
+    summary = "caption fluency under a causal LM (perplexity)"
     config_class = PerplexityConfig
-
-    def __init__(self, model: str = DEFAULT_LM, **options: Any) -> None:
-        super().__init__(PerplexityConfig(model=str(model), **options))
-
-    # ---- loading (cached per process by the base class) --------------------------------------
-    def load_processors(self) -> _Tokenization:
-        return self.tokenization
-
-    @property
-    def tokenization(self) -> _Tokenization:
-        c = self.config
-        return self.shared(_Tokenization, (c.model, c.revision, c.gguf_file, c.max_caption_tokens, c.add_bos))
-
-    def model_key(self) -> tuple:
-        return (self.config.model, self.config.revision, self.config.gguf_file)
+    direction = "lower"
+    score_range = (1.0, None)
+    input_fields = ("text_column",)
+    preprocessing_class = _Tokenization
+    preprocessing_fields = ("model", "revision", "gguf_file", "max_caption_tokens", "add_bos")
+    model_fields = ("model", "revision", "gguf_file")
+    cli_fields = ("gguf_file", "max_caption_tokens", "padding_side")
 
     def load_model(self, device: torch.device, dtype: torch.dtype) -> torch.nn.Module:
         from transformers import AutoModelForCausalLM
@@ -172,29 +161,18 @@ class CaptionPerplexity(Scorer):
         return model.to(device).eval()
 
     # ---- the scorer hooks -------------------------------------------------------------------
-    def check_columns(self, batch: Batch) -> None:
-        if self.config.text_column not in batch:
-            raise KeyError(
-                f"column {self.config.text_column!r} not in the batch (columns: {sorted(batch)}); pass text_column=..."
-            )
-
     def prepare(self, batch: Batch, index: int) -> list[int]:
-        return self.tokenization.ids(clean_caption(batch[self.config.text_column][index]))
+        return self.preprocessing.ids(clean_caption(self.cell(batch, "text_column", index)))
 
     @torch.inference_mode()
     def score_prepared(self, items: list[list[int]], rank: int | None = None) -> list[dict[str, Any]]:
         model = self.model(rank)
-        inputs = pad_batch(items, self.tokenization.pad_id, self.config.padding_side)
+        inputs = pad_batch(items, self.preprocessing.pad_id, self.config.padding_side)
         inputs = {key: value.to(model.device) for key, value in inputs.items()}
         logits = model(**inputs).logits
         total, count = token_nll(logits, inputs["input_ids"], inputs["attention_mask"])
         ppl = torch.exp(total / count).cpu().tolist()
         return [{self.score_column: value} for value in ppl]
-
-
-def get_perplexity_scorer(**options: Any) -> CaptionPerplexity:
-    """The process-wide caption-perplexity scorer for these options (built once per configuration)."""
-    return CaptionPerplexity.shared_instance(**options)
 
 
 def caption_perplexity(batch: Batch, rank: int | None = None, **options: Any) -> dict[str, list[Any]]:
@@ -207,4 +185,4 @@ def caption_perplexity(batch: Batch, rank: int | None = None, **options: Any) ->
         >>> ds = ds.map(caption_perplexity, batched=True,
         ...             fn_kwargs={"model": "./smollm2", "gguf_file": "SmolLM2-135M-Instruct.Q4_1.gguf"})  # doctest: +SKIP
     """
-    return get_perplexity_scorer(**options)(batch, rank)
+    return CaptionPerplexity.shared_instance(**options)(batch, rank)

@@ -18,7 +18,7 @@ Throughput: CLIP scoring is bound by JPEG decoding and resizing, not by the mode
 :class:`~hf_vlm_filter.inputs.pixels.ResizeCropPixels` (the processor's exact output, about twice as
 fast per core; the processor itself when that is not exact), and each ``map`` batch is scored in
 micro-batches of ``micro_batch_size`` rows while ``prefetch_workers`` background threads decode the
-next ones (see :mod:`hf_vlm_filter.scorers.pipeline`). Use a ``map`` ``batch_size`` several times
+next ones (see :mod:`hf_vlm_filter.scorers.batching`). Use a ``map`` ``batch_size`` several times
 ``micro_batch_size``.
 """
 
@@ -31,46 +31,28 @@ from typing import Any
 import torch
 
 from ..inputs import ImagePolicy, ResizeCropPixels, clean_caption, load_image
-from ..models.loading import load_or_explain
+from ..models.loading import load_or_explain, resolve_device, resolve_dtype
 from .base import Batch, Scorer
-from .pipeline import PipelineOptions
+from .config import CaptionFields, ImageFields, PipelineFields, ScorerConfig
 
 DEFAULT_CLIP = "openai/clip-vit-large-patch14"
 
 
 @dataclass(frozen=True)
-class ClipConfig:
+class ClipConfig(PipelineFields, CaptionFields, ImageFields, ScorerConfig):
     """Everything that defines a CLIP-score run; frozen, hashable and picklable.
 
+    Shared fields are those of :mod:`hf_vlm_filter.scorers.config` (micro-batches of 256 rows here).
+
     Args:
-        model: Hub id or local folder of a CLIP or SigLIP checkpoint.
-        revision: Hub revision (branch, tag or commit) of ``model``.
-        image_column: column holding the image (PIL image, ``{"bytes", "path"}`` dict, bytes or path).
-        text_column: column holding the caption.
-        device: ``"cuda"``, ``"cuda:1"``, ``"cpu"``…; ``None`` picks CUDA when available.
-        dtype: ``"bfloat16"``, ``"float16"`` or ``"float32"``; ``None`` = bf16 on CUDA, fp32 on CPU.
-        image_root: folder against which relative image paths are resolved.
-        micro_batch_size: rows per model call (``None``: the whole ``map`` batch at once).
-        prefetch_workers: background threads decoding the next micro-batches while the model runs
-            (``0``: none; ``None``: all cores but one when the model is on a GPU, none on CPU).
         jpeg_draft: decode JPEGs at a reduced DCT scale that still covers the model's input size
             (:class:`~hf_vlm_filter.inputs.ImagePolicy` ``draft_size``): 2-4x faster decoding of
             photos, slightly different pixels and hence scores. Off by default.
     """
 
     model: str = DEFAULT_CLIP
-    revision: str | None = None
-    image_column: str = "image"
-    text_column: str = "caption"
-    device: str | None = None
-    dtype: str | None = None
-    image_root: str | None = None
     micro_batch_size: int | None = 256
-    prefetch_workers: int | None = None
     jpeg_draft: bool = False
-
-    def __post_init__(self) -> None:
-        PipelineOptions(self.prefetch_workers or 0, self.micro_batch_size)  # validates both
 
 
 @dataclass
@@ -146,7 +128,7 @@ class ClipScorer(Scorer):
         >>> from datasets import Dataset
         >>> from PIL import Image
         >>> from hf_vlm_filter import ClipScorer
-        >>> from hf_vlm_filter.testing import save_tiny_model
+        >>> from hf_vlm_filter.models.tiny import save_tiny_model
         >>> path = save_tiny_model("/tmp/tiny-clip", kind="clip")
         >>> clip = ClipScorer.from_pretrained(path, device="cpu")
         >>> ds = Dataset.from_dict({"image": [Image.new("RGB", (64, 48), "red"), None],
@@ -161,20 +143,15 @@ class ClipScorer(Scorer):
     """
 
     prefix = "clip"
+    name = "clip"
+    summary = "CLIP / SigLIP image-text cosine (the DataComp baseline)"
     config_class = ClipConfig
+    score_range = (-1.0, 1.0)
+    input_fields = ("image_column", "text_column")
+    preprocessing_class = _Preprocessing
+    cli_fields = ("jpeg_draft",)
     #: Decode-bound (~130 pairs/s per core against ~20,000/s for a B/32 on an H100): every core but one.
     max_auto_prefetch_workers = None
-
-    def __init__(self, model: str = DEFAULT_CLIP, **options: Any) -> None:
-        super().__init__(ClipConfig(model=str(model), **options))
-
-    # ---- loading (cached per process by the base class) --------------------------------------
-    def load_processors(self) -> _Preprocessing:
-        return self.preprocessing
-
-    @property
-    def preprocessing(self) -> _Preprocessing:
-        return self.shared(_Preprocessing, (self.config.model, self.config.revision))
 
     def load_model(self, device: torch.device, dtype: torch.dtype) -> torch.nn.Module:
         from transformers import AutoModel
@@ -188,27 +165,20 @@ class ClipScorer(Scorer):
         return model.to(device).eval()
 
     # ---- the scorer hooks -------------------------------------------------------------------
-    def check_columns(self, batch: Batch) -> None:
-        missing = [c for c in (self.config.image_column, self.config.text_column) if c not in batch]
-        if missing:
-            raise KeyError(
-                f"column(s) {missing} not in the batch (columns: {sorted(batch)}); "
-                "pass image_column=... / text_column=..."
-            )
+    def image_policy(self) -> ImagePolicy:
+        """With ``jpeg_draft``, JPEGs decode at the smallest DCT scale covering the model's input."""
+        draft = self.preprocessing.draft_size if self.config.jpeg_draft else None
+        return ImagePolicy(image_root=self.config.image_root, draft_size=draft)
 
     def prepare(self, batch: Batch, index: int) -> ClipItem:
         pre = self.preprocessing
-        draft = pre.draft_size if self.config.jpeg_draft else None
-        policy = ImagePolicy(image_root=self.config.image_root, draft_size=draft)
-        image = load_image(batch[self.config.image_column][index], policy)
-        caption = clean_caption(batch[self.config.text_column][index])
+        image = load_image(self.cell(batch, "image_column", index), self.image_policy())
+        caption = clean_caption(self.cell(batch, "text_column", index))
         return ClipItem(pre.pixels(image), pre.caption_ids(caption))
 
     def collate(self, items: list[ClipItem], rank: int | None = None) -> tuple[dict, dict]:
         """Image and text inputs of a micro-batch on the CPU: pixels in the model's dtype, and pinned
         memory when the model is on CUDA (asynchronous copies)."""
-        from ..models.loading import resolve_device, resolve_dtype
-
         device = resolve_device(self.config.device, rank)
         image_inputs = {key: torch.cat([item.image_inputs[key] for item in items]) for key in items[0].image_inputs}
         image_inputs["pixel_values"] = image_inputs["pixel_values"].to(resolve_dtype(self.config.dtype, device))
@@ -231,11 +201,6 @@ class ClipScorer(Scorer):
         return [{"clip_score": score} for score in scores]
 
 
-def get_clip_scorer(**options: Any) -> ClipScorer:
-    """The process-wide CLIP scorer for these options (built once per configuration)."""
-    return ClipScorer.shared_instance(**options)
-
-
 def clip_scores(batch: Batch, rank: int | None = None, **options: Any) -> dict[str, list[Any]]:
     """Batched map function: adds ``clip_score`` and ``clip_error``.
 
@@ -246,4 +211,4 @@ def clip_scores(batch: Batch, rank: int | None = None, **options: Any) -> dict[s
         >>> ds = ds.map(clip_scores, batched=True,
         ...             fn_kwargs={"model": "./siglip-so400m", "text_column": "text"})  # doctest: +SKIP
     """
-    return get_clip_scorer(**options)(batch, rank)
+    return ClipScorer.shared_instance(**options)(batch, rank)

@@ -22,57 +22,51 @@ reason), plus ``judge_probs`` (10 floats, fast mode, ``return_probs=True``) and 
 Throughput: each ``map`` batch is scored in micro-batches of ``micro_batch_size`` rows grouped by
 visual-token count (read from the image headers), while ``prefetch_workers`` background threads
 decode and preprocess the next micro-batches and stack them into (on CUDA: pinned) input tensors;
-see :mod:`hf_vlm_filter.scorers.pipeline`. Give ``map`` a ``batch_size`` several times
+see :mod:`hf_vlm_filter.scorers.batching`. Give ``map`` a ``batch_size`` several times
 ``micro_batch_size`` (e.g. 1024 and 64) so there is something to overlap.
 """
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 from typing import Any
 
 import torch
 from datasets import List, Value
 
-from ..inputs import ImagePolicy, RowError, clean_caption, image_size_hint, load_image
-from ..models.loading import is_local, load_or_explain
-from ..models.qwen_vl_inputs import PreparedPair, QwenVLPromptBuilder, multimodal_position_ids
-from ..models.score_readout import (
-    digit_token_ids,
-    expected_score,
-    parse_generated_score,
-    score_distribution,
+from ..inputs import RowError, clean_caption, image_size_hint, load_image
+from ..models.judge_prompt import (
+    BASE_MODEL,
+    DEFAULT_JUDGE,
+    FAST_ASSISTANT_PREFIX,
+    MAX_PIXELS,
+    MIN_PIXELS,
+    SYSTEM_PROMPT,
+    USER_PREFIX,
+    prompt_text,
 )
-from ..models.vision_attention import use_packed_vision_attention
+from ..models.loading import resolve_device, resolve_dtype
+from ..models.qwen_vl import load_qwen_vl_model, load_qwen_vl_processors, ships_image_processor
+from ..models.qwen_vl_inputs import PreparedPair, QwenVLPromptBuilder, multimodal_position_ids
+from ..models.score_readout import digit_token_ids, expected_score, parse_generated_score, score_distribution
 from .base import Batch, Scorer
-from .pipeline import PipelineOptions
+from .config import CaptionFields, ImageFields, PipelineFields, ScorerConfig
 
-DEFAULT_JUDGE = "Dauka-transformers/Compact_VLM_filter"
-#: The seed loads its processor from the base model; used when a judge checkpoint ships none.
-BASE_PROCESSOR = "Qwen/Qwen2-VL-2B-Instruct"
-SYSTEM_PROMPT = "You are helpful AI assistant"
-USER_PREFIX = "Analyze and assess the quality of following image-caption pair:\n"
-FAST_ASSISTANT_PREFIX = "score: {"
-#: The seed's pixel budget: 256 to 1280 merged 28x28 patches.
-MIN_PIXELS = 256 * 28 * 28
-MAX_PIXELS = 1280 * 28 * 28
 MODES = ("fast", "reference")
 
 
 @dataclass(frozen=True)
-class JudgeConfig:
+class JudgeConfig(PipelineFields, CaptionFields, ImageFields, ScorerConfig):
     """Everything that defines a judge run; frozen, hashable and picklable.
 
+    Shared fields (``model``, ``revision``, ``device``, ``dtype``, ``image_column``, ``image_root``,
+    ``text_column``, ``micro_batch_size``, ``prefetch_workers``, ``group_by_length``) are those of
+    :mod:`hf_vlm_filter.scorers.config`; the judge defaults to micro-batches of 64 rows grouped by
+    visual-token count.
+
     Args:
-        model: Hub id or local folder of a Qwen-VL judge checkpoint.
-        revision: Hub revision (branch, tag or commit) of ``model``.
         processor: where the tokenizer and image processor come from; ``None`` uses ``model`` and,
             when it ships none, ``Qwen/Qwen2-VL-2B-Instruct`` as the seed does.
-        image_column: column holding the image; when absent, ``image_path`` is used (seed layout).
-        text_column: column holding the caption.
-        device: ``"cuda"``, ``"cuda:1"``, ``"cpu"``…; ``None`` picks CUDA when available.
-        dtype: ``"bfloat16"``, ``"float16"`` or ``"float32"``; ``None`` = bf16 on CUDA, fp32 on CPU.
         mode: ``"fast"`` or ``"reference"`` (see the module docstring).
         min_pixels: lower bound of the image pixel budget (images are resized into the budget).
         max_pixels: upper bound of the image pixel budget (``448 * 448`` for a 448x448 budget).
@@ -80,11 +74,6 @@ class JudgeConfig:
         max_new_tokens: generation cap in reference mode.
         return_probs: fast mode: also write ``judge_probs`` (probabilities of scores 1..10).
         return_text: reference mode: also write ``judge_output`` (the generated text).
-        image_root: folder against which relative image paths are resolved.
-        micro_batch_size: rows per model call (``None``: the whole ``map`` batch at once).
-        prefetch_workers: background threads preparing the next micro-batches while the model runs
-            (``0``: none; ``None``: all cores but one, at most 8, when the model is on a GPU; none on CPU).
-        group_by_length: put rows with the same visual-token count in the same micro-batch.
         attn_implementation: transformers attention kernel (``"sdpa"``, ``"flash_attention_2"``,
             ``"eager"``) for the whole model; ``None`` = sdpa, with the vision tower attending to a
             micro-batch's images in one call per layer
@@ -92,12 +81,9 @@ class JudgeConfig:
     """
 
     model: str = DEFAULT_JUDGE
-    revision: str | None = None
+    micro_batch_size: int | None = 64
+    group_by_length: bool = True
     processor: str | None = None
-    image_column: str = "image"
-    text_column: str = "caption"
-    device: str | None = None
-    dtype: str | None = None
     mode: str = "fast"
     min_pixels: int = MIN_PIXELS
     max_pixels: int = MAX_PIXELS
@@ -105,14 +91,10 @@ class JudgeConfig:
     max_new_tokens: int = 512
     return_probs: bool = False
     return_text: bool = False
-    image_root: str | None = None
-    micro_batch_size: int | None = 64
-    prefetch_workers: int | None = None
-    group_by_length: bool = True
     attn_implementation: str | None = None
 
-    def __post_init__(self) -> None:
-        PipelineOptions(self.prefetch_workers or 0, self.micro_batch_size)  # validates both
+    def validate(self) -> None:
+        super().validate()
         if self.mode not in MODES:
             raise ValueError(f"mode must be one of {MODES}, not {self.mode!r}")
         if not 0 < self.min_pixels <= self.max_pixels:
@@ -125,22 +107,12 @@ class _Preprocessing:
     """Tokenizer + image processor + prompt builder of one judge configuration (CPU only)."""
 
     def __init__(self, config: JudgeConfig) -> None:
-        from transformers import AutoImageProcessor, AutoTokenizer
-
         source = config.processor or config.model
         revision = config.revision if source == config.model else None
-        if config.processor is None and not _ships_processor(source, revision):
-            source, revision = BASE_PROCESSOR, None
-        self.tokenizer = load_or_explain(AutoTokenizer.from_pretrained, source, "judge tokenizer", revision=revision)
-        self.image_processor = load_or_explain(
-            AutoImageProcessor.from_pretrained,
-            source,
-            "judge image processor",
-            revision=revision,
-            backend="pil",
-            min_pixels=config.min_pixels,
-            max_pixels=config.max_pixels,
-        )
+        if config.processor is None and not ships_image_processor(source, revision):
+            source, revision = BASE_MODEL, None
+        self.tokenizer, self.image_processor = load_qwen_vl_processors(
+            source, revision, min_pixels=config.min_pixels, max_pixels=config.max_pixels, what="judge")
         prefix = FAST_ASSISTANT_PREFIX if config.mode == "fast" else ""
         self.builder = QwenVLPromptBuilder(
             self.tokenizer,
@@ -153,20 +125,6 @@ class _Preprocessing:
         self.digits = digit_token_ids(self.tokenizer)
 
 
-def _ships_processor(source: str, revision: str | None) -> bool:
-    """Whether ``source`` has its own image-processor config (local folder or Hub repo)."""
-    if is_local(source):
-        from pathlib import Path
-
-        return (Path(source).expanduser() / "preprocessor_config.json").is_file()
-    try:
-        from huggingface_hub import file_exists
-
-        return file_exists(source, "preprocessor_config.json", revision=revision)
-    except Exception:  # noqa: BLE001 - unreachable Hub: try the checkpoint itself and explain there
-        return True
-
-
 class VLMJudge(Scorer):
     """The Compact VLM judge as a batched ``datasets`` map function.
 
@@ -177,7 +135,7 @@ class VLMJudge(Scorer):
         >>> from datasets import Dataset
         >>> from PIL import Image
         >>> from hf_vlm_filter import VLMJudge
-        >>> from hf_vlm_filter.testing import save_tiny_model
+        >>> from hf_vlm_filter.models.tiny import save_tiny_model
         >>> path = save_tiny_model("/tmp/tiny-judge")
         >>> judge = VLMJudge.from_pretrained(path, device="cpu")
         >>> ds = Dataset.from_dict({"image": [Image.new("RGB", (64, 48), "red"), None],
@@ -192,39 +150,25 @@ class VLMJudge(Scorer):
     """
 
     prefix = "judge"
+    name = "compact"
+    summary = "compact VLM judge, 1-10 rubric (arXiv 2507.20156)"
     config_class = JudgeConfig
-
-    def __init__(self, model: str = DEFAULT_JUDGE, **options: Any) -> None:
-        super().__init__(JudgeConfig(model=str(model), **options))
-
-    # ---- loading (cached per process by the base class) --------------------------------------
-    def load_processors(self) -> _Preprocessing:
-        return self.preprocessing
-
-    @property
-    def preprocessing(self) -> _Preprocessing:
-        c = self.config
-        key = (c.model, c.revision, c.processor, c.mode, c.min_pixels, c.max_pixels, c.max_caption_tokens)
-        return self.shared(_Preprocessing, key)
+    score_range = (1.0, 10.0)
+    score_bins = tuple(float(edge) for edge in range(1, 11))
+    input_fields = ("image_column", "text_column")
+    preprocessing_class = _Preprocessing
+    preprocessing_fields = ("model", "revision", "processor", "mode", "min_pixels", "max_pixels", "max_caption_tokens")
+    model_fields = ("model", "revision", "attn_implementation")
+    cli_fields = ("mode", "min_pixels", "max_pixels", "max_new_tokens", "attn_implementation")
 
     def load_model(self, device: torch.device, dtype: torch.dtype) -> torch.nn.Module:
-        from transformers import AutoModelForImageTextToText
+        return load_qwen_vl_model(self.config.model, self.config.revision, dtype, device,
+                                  attn_implementation=self.config.attn_implementation, what="judge model")
 
-        extra = {"attn_implementation": self.config.attn_implementation} if self.config.attn_implementation else {}
-        model = load_or_explain(
-            AutoModelForImageTextToText.from_pretrained,
-            self.config.model,
-            "judge model",
-            revision=self.config.revision,
-            dtype=dtype,
-            **extra,
-        )
-        if self.config.attn_implementation is None:
-            use_packed_vision_attention(model)  # one attention call per layer, not one per image
-        return model.to(device).eval()
-
-    def model_key(self) -> tuple:
-        return (self.config.model, self.config.revision, self.config.attn_implementation)
+    def card_facts(self) -> list[dict[str, Any]]:
+        facts = super().card_facts()
+        facts[0]["prompt"] = prompt_text()
+        return facts
 
     # ---- the scorer hooks -------------------------------------------------------------------
     def extra_features(self) -> dict[str, Any]:
@@ -234,30 +178,15 @@ class VLMJudge(Scorer):
             return {"judge_output": Value("string")}
         return {}
 
-    def image_column_in(self, batch: Batch) -> str:
-        column = self.config.image_column
-        if column not in batch and column == "image" and "image_path" in batch:
-            return "image_path"
-        return column
-
-    def check_columns(self, batch: Batch) -> None:
-        missing = [c for c in (self.image_column_in(batch), self.config.text_column) if c not in batch]
-        if missing:
-            raise KeyError(
-                f"column(s) {missing} not in the batch (columns: {sorted(batch)}); "
-                "pass image_column=... / text_column=... (fn_kwargs, or --image-column / --text-column)"
-            )
-
     def prepare(self, batch: Batch, index: int) -> PreparedPair:
-        policy = ImagePolicy(image_root=self.config.image_root)
-        image = load_image(batch[self.image_column_in(batch)][index], policy)
-        caption = clean_caption(batch[self.config.text_column][index])
+        image = load_image(self.cell(batch, "image_column", index), self.image_policy())
+        caption = clean_caption(self.cell(batch, "text_column", index))
         return self.preprocessing.builder.build(image, caption)
 
     def length_hint(self, batch: Batch, index: int) -> tuple[int, int]:
         """``(visual tokens, caption characters)`` of a row, from the image header (no decoding)."""
-        size = image_size_hint(batch[self.image_column_in(batch)][index], ImagePolicy(image_root=self.config.image_root))
-        caption = batch[self.config.text_column][index]
+        size = image_size_hint(self.cell(batch, "image_column", index), self.image_policy())
+        caption = self.cell(batch, "text_column", index)
         tokens = self.preprocessing.builder.image_tokens(size[1], size[0]) if size else 0
         return tokens, len(caption) if isinstance(caption, str) else 0
 
@@ -265,8 +194,6 @@ class VLMJudge(Scorer):
         """Model inputs of a micro-batch on the CPU: padded ids, pixels in the model's dtype, the
         M-RoPE position ids (fast mode: one forward, so they need not be computed inside it), and
         page-locked (pinned) memory when the model is on CUDA, so the copy to the GPU is asynchronous."""
-        from ..models.loading import resolve_device, resolve_dtype
-
         device = resolve_device(self.config.device, rank)
         suffix = [self.preprocessing.digits[1]] if self.config.mode == "fast" else []
         inputs = self.preprocessing.builder.collate(items, suffix)
@@ -329,11 +256,6 @@ class VLMJudge(Scorer):
         return row
 
 
-def get_judge(**options: Any) -> VLMJudge:
-    """The process-wide judge for these options (built once per configuration)."""
-    return VLMJudge.shared_instance(**options)
-
-
 def judge_scores(batch: Batch, rank: int | None = None, **options: Any) -> dict[str, list[Any]]:
     """Batched map function: adds ``judge_score`` and ``judge_error`` (and optional columns).
 
@@ -344,8 +266,5 @@ def judge_scores(batch: Batch, rank: int | None = None, **options: Any) -> dict[
         >>> ds = ds.map(judge_scores, batched=True,
         ...             fn_kwargs={"model": "./my-judge", "text_column": "text"})     # doctest: +SKIP
     """
-    return get_judge(**options)(batch, rank)
+    return VLMJudge.shared_instance(**options)(batch, rank)
 
-
-def is_scored(score: float, error: str | None) -> bool:
-    return not error and score is not None and not math.isnan(score)

@@ -1,13 +1,16 @@
-"""Several scorers in one pass over a batch, each image decoded once.
+"""Several scorers in one pass over a batch, each image decoded once per decoding policy.
 
-:class:`CompositeScorer` follows the same contract as a single scorer (batch in, new columns out,
-declared ``output_features``, pickles to configuration): it decodes the image column(s) once per row
-with :func:`~hf_vlm_filter.inputs.load_image`, then hands every sub-scorer a batch whose image
-column holds the decoded RGB images. ``load_image`` returns such an image as it is (already RGB,
-oriented and within the image policy), so the sub-scorers do no decoding of their own. A row whose
-image cannot be decoded keeps its original cell, so every sub-scorer reports the same reason.
-Decoding runs on the background pool of :mod:`~hf_vlm_filter.scorers.pipeline` when any
-sub-scorer has ``prefetch_workers`` (the largest count is used), in the calling thread otherwise.
+:class:`CompositeScorer` follows the scorer protocol (batch in, new columns out, declared
+``output_features`` and ``score_specs``, pickles to configuration). Each sub-scorer says which
+columns it decodes images from and with which :class:`~hf_vlm_filter.inputs.ImagePolicy`
+(:meth:`~hf_vlm_filter.scorers.base.Scorer.image_columns`, ``image_policy``): the composite decodes
+every image once per distinct ``(column, policy)`` — fully, into a
+:class:`~hf_vlm_filter.inputs.DecodedImage` holding the RGB image or the reason it was refused — and
+hands each sub-scorer a batch whose image column holds those. A scorer therefore gets exactly the
+pixels, or the reason, it would get alone: ``ClipScorer(jpeg_draft=True)`` beside a judge gets its
+draft-decoded image, the judge its full-resolution one. Decoding runs on the background pool of
+:mod:`~hf_vlm_filter.scorers.batching` when any sub-scorer has ``prefetch_workers`` (the largest count
+is used), in the calling thread otherwise.
 
 Example:
     >>> both = CompositeScorer([VLMJudge("./judge"), ClipScorer("./clip")])    # doctest: +SKIP
@@ -21,26 +24,20 @@ from typing import Any
 
 from datasets import Features
 
-from ..inputs import ImagePolicy, RowError, load_image
-from .base import Batch, Scorer, _batch_size
-from .pipeline import prefetch_pool
-
-
-def _image_column(scorer: Scorer, batch: Batch) -> str | None:
-    """The column ``scorer`` reads its image from in ``batch`` (``None``: it reads no image)."""
-    if hasattr(scorer, "image_column_in"):
-        return scorer.image_column_in(batch)
-    return getattr(scorer.config, "image_column", None)
+from ..inputs import DecodedImage, ImagePolicy
+from .base import Batch, Scorer
+from .batching import batch_size, prefetch_pool
+from .score_spec import ScoreSpec
 
 
 class CompositeScorer:
-    """Run ``scorers`` on each batch, decoding each image once; returns the union of their columns.
+    """Run ``scorers`` on each batch, decoding each image once per policy; returns the union of their columns.
 
     Example:
         >>> from datasets import Dataset
         >>> from PIL import Image
         >>> from hf_vlm_filter import ClipScorer, CompositeScorer, VLMJudge
-        >>> from hf_vlm_filter.testing import save_tiny_model
+        >>> from hf_vlm_filter.models.tiny import save_tiny_model
         >>> both = CompositeScorer([VLMJudge(str(save_tiny_model("/tmp/tiny-judge")), device="cpu"),
         ...                         ClipScorer(str(save_tiny_model("/tmp/tiny-clip", kind="clip")), device="cpu")])
         >>> ds = Dataset.from_dict({"image": [Image.new("RGB", (64, 48), "red")], "caption": ["a red card"]})
@@ -51,7 +48,7 @@ class CompositeScorer:
     def __init__(self, scorers: Sequence[Scorer]) -> None:
         if not scorers:
             raise ValueError("CompositeScorer needs at least one scorer")
-        self.scorers = list(scorers)
+        self.scorers = [member for scorer in scorers for member in scorer.members()]
         self._check_unique_columns()
 
     def _check_unique_columns(self) -> None:
@@ -62,23 +59,13 @@ class CompositeScorer:
                     raise ValueError(f"column {name!r} is written by both {seen[name]!r} and {scorer!r}")
                 seen[name] = scorer
 
-    # ---- contract ---------------------------------------------------------------------------
+    # ---- the protocol -----------------------------------------------------------------------
     @property
-    def score_columns(self) -> list[str]:
-        return [scorer.score_column for scorer in self.scorers]
+    def score_specs(self) -> tuple[ScoreSpec, ...]:
+        return tuple(spec for scorer in self.scorers for spec in scorer.score_specs)
 
-    @property
-    def error_columns(self) -> list[str]:
-        return [scorer.error_column for scorer in self.scorers]
-
-    @property
-    def score_column(self) -> str:
-        """The first scorer's score column (the CLI's ``--threshold`` and summary use it)."""
-        return self.scorers[0].score_column
-
-    @property
-    def error_column(self) -> str:
-        return self.scorers[0].error_column
+    def members(self) -> tuple[Scorer, ...]:
+        return tuple(self.scorers)
 
     def output_features(self, input_features: Features | None = None) -> Features:
         merged = dict(input_features or {})
@@ -86,33 +73,33 @@ class CompositeScorer:
             merged.update(scorer.output_features())
         return Features(merged)
 
+    def check_columns(self, batch: Batch) -> None:
+        for scorer in self.scorers:
+            scorer.check_columns(batch)
+
     def load(self, rank: int | None = None) -> None:
         """Load every sub-scorer's model (fails early with the checkpoint's own message)."""
         for scorer in self.scorers:
-            load = getattr(scorer, "load", None)
-            if load is not None:
-                load(rank)
+            scorer.load(rank)
+
+    def on_device(self, device: str) -> CompositeScorer:
+        return CompositeScorer([scorer.on_device(device) for scorer in self.scorers])
+
+    def card_facts(self) -> list[dict[str, Any]]:
+        return [facts for scorer in self.scorers for facts in scorer.card_facts()]
 
     def __call__(self, batch: Batch, rank: int | None = None) -> dict[str, list[Any]]:
-        for scorer in self.scorers:
-            scorer.check_columns(batch)
-        size = _batch_size(batch)
-        decoded: dict[tuple[str, str | None], list[Any]] = {}
-        views: list[Batch] = []
-        for scorer in self.scorers:
-            column = _image_column(scorer, batch)
-            if column is None or column not in batch:
-                views.append(batch)
-                continue
-            root = getattr(scorer.config, "image_root", None)
-            key = (column, root)
-            if key not in decoded:
-                decoded[key] = self._decode_column(batch[column], size, ImagePolicy(image_root=root))
-            view = dict(batch)
-            view[column] = decoded[key]
-            views.append(view)
+        self.check_columns(batch)
+        size = batch_size(batch)
+        decoded: dict[tuple[str, ImagePolicy], list[DecodedImage]] = {}
         columns: dict[str, list[Any]] = {}
-        for scorer, view in zip(self.scorers, views):
+        for scorer in self.scorers:
+            view = dict(batch)
+            for column in scorer.image_columns(batch):
+                key = (column, scorer.image_policy())
+                if key not in decoded:
+                    decoded[key] = self._decode_column(batch[column], size, key[1])
+                view[column] = decoded[key]
             columns.update(scorer(view, rank))
         return columns
 
@@ -120,21 +107,22 @@ class CompositeScorer:
         """Threads that decode a batch's images: the most ``prefetch_workers`` of any sub-scorer."""
         return max(scorer.pipeline_options().prefetch_workers for scorer in self.scorers)
 
-    def _decode_column(self, cells: Sequence[Any], size: int, policy: ImagePolicy) -> list[Any]:
+    def _decode_column(self, cells: Sequence[Any], size: int, policy: ImagePolicy) -> list[DecodedImage]:
         workers = self.decode_workers()
         if workers == 0 or size < 2:
-            return [self._decode(cells[i], policy) for i in range(size)]
-        return list(prefetch_pool(workers).map(self._decode, (cells[i] for i in range(size)), [policy] * size))
-
-    @staticmethod
-    def _decode(cell: Any, policy: ImagePolicy) -> Any:
-        """The decoded RGB image, or the original cell when it cannot be decoded (same reason later)."""
-        try:
-            return load_image(cell, policy)
-        except RowError:
-            return cell
+            return [DecodedImage.of(cells[i], policy) for i in range(size)]
+        return list(prefetch_pool(workers).map(DecodedImage.of, (cells[i] for i in range(size)), [policy] * size))
 
     # ---- configuration-only state -------------------------------------------------------------
+    @property
+    def score_column(self) -> str:
+        """The first scorer's score column."""
+        return self.scorers[0].score_column
+
+    @property
+    def error_column(self) -> str:
+        return self.scorers[0].error_column
+
     def __getstate__(self) -> dict[str, Any]:
         return {"scorers": self.scorers}
 

@@ -30,6 +30,7 @@ import torch
 from ..inputs import ImagePolicy, RowError, load_image
 from ..models.unifilter import document_input_ids
 from .base import Batch
+from .config import PipelineFields, ScorerConfig
 from .unifilter_score import DEFAULT_UNIFILTER, UniFilterScorer, head_outputs
 
 #: Images are decoded as they are (no minimum side, no aspect limit) so that the 1-pixel rule sees
@@ -38,22 +39,21 @@ _DOCUMENT_IMAGE_LIMITS = {"min_side": 1, "max_aspect_ratio": float("inf")}
 
 
 @dataclass(frozen=True)
-class UniFilterDocumentConfig:
+class UniFilterDocumentConfig(PipelineFields, ScorerConfig):
     """Everything that defines a UniFilter document run; frozen, hashable and picklable.
 
+    Shared fields are those of :mod:`hf_vlm_filter.scorers.config`.
+
     Args:
-        model / revision / device / dtype / image_root: as for :class:`UniFilterConfig`.
         texts_column / images_column: the OBELICS-layout list columns.
+        image_root: folder against which relative image paths are resolved.
         max_images: documents with more kept images get NaN (10 as in the reference script).
         max_document_tokens: documents with more ids get NaN (6,000 as in the reference script).
     """
 
     model: str = DEFAULT_UNIFILTER
-    revision: str | None = None
     texts_column: str = "texts"
     images_column: str = "images"
-    device: str | None = None
-    dtype: str | None = None
     image_root: str | None = None
     max_images: int = 10
     max_document_tokens: int = 6000
@@ -73,26 +73,24 @@ class UniFilterDocumentScorer(UniFilterScorer):
         >>> ds = ds.map(scorer, batched=True, batch_size=4)                                        # doctest: +SKIP
     """
 
+    name = "unifilter-docs"
+    summary = "UniFilter on interleaved documents (OBELICS layout)"
     config_class = UniFilterDocumentConfig
+    input_fields = ("texts_column", "images_column")
+    cli_fields = ("max_images", "max_document_tokens")
 
-    def __init__(self, model: str = DEFAULT_UNIFILTER, **options: Any) -> None:
-        super(UniFilterScorer, self).__init__(UniFilterDocumentConfig(model=str(model), **options))
-
-    def check_columns(self, batch: Batch) -> None:
-        missing = [c for c in (self.config.texts_column, self.config.images_column) if c not in batch]
-        if missing:
-            raise KeyError(
-                f"column(s) {missing} not in the batch (columns: {sorted(batch)}); "
-                "pass texts_column=... / images_column=..."
-            )
+    def image_policy(self) -> ImagePolicy:
+        """Images decode as they are (no minimum side, no aspect limit), so the 1-pixel rule sees
+        their real size; the SigLIP processor resizes what is kept."""
+        return ImagePolicy(image_root=self.config.image_root, **_DOCUMENT_IMAGE_LIMITS)
 
     def prepare(self, batch: Batch, index: int) -> UniFilterDocument:
-        texts, images = batch[self.config.texts_column][index], batch[self.config.images_column][index]
+        texts, images = self.cell(batch, "texts_column", index), self.cell(batch, "images_column", index)
         if not isinstance(texts, (list, tuple)) or not isinstance(images, (list, tuple)):
             raise RowError(f"texts and images must be lists (got {type(texts).__name__}, {type(images).__name__})")
         if len(texts) != len(images):
             raise RowError(f"texts and images differ in length ({len(texts)} != {len(images)})")
-        policy = ImagePolicy(image_root=self.config.image_root, **_DOCUMENT_IMAGE_LIMITS)
+        policy = self.image_policy()
         pieces: list[str | None] = []
         kept = []
         for position, (text, cell) in enumerate(zip(texts, images)):
@@ -131,18 +129,13 @@ class UniFilterDocumentScorer(UniFilterScorer):
                                   [item.pixel_values.shape[0] for item in items]))
 
 
-def get_unifilter_document_scorer(**options: Any) -> UniFilterDocumentScorer:
-    """The process-wide UniFilter document scorer for these options (built once per configuration)."""
-    return UniFilterDocumentScorer.shared_instance(**options)
-
-
 def unifilter_document_scores(batch: Batch, rank: int | None = None, **options: Any) -> dict[str, list[Any]]:
     """Batched map function over OBELICS-layout documents: adds ``unifilter_score`` and ``unifilter_error``.
 
     Example:
         >>> from datasets import Dataset
         >>> from PIL import Image
-        >>> from hf_vlm_filter.testing import save_tiny_model
+        >>> from hf_vlm_filter.models.tiny import save_tiny_model
         >>> tiny = str(save_tiny_model("/tmp/tiny-unifilter", kind="unifilter"))
         >>> docs = Dataset.from_dict({"texts": [["A red card.", None, "It is on a table."]],
         ...                           "images": [[None, Image.new("RGB", (64, 48), "red"), None]]})
@@ -151,4 +144,4 @@ def unifilter_document_scores(batch: Batch, rank: int | None = None, **options: 
         >>> row["unifilter_error"], row["unifilter_score"] == row["unifilter_score"]  # scored: not NaN
         ('', True)
     """
-    return get_unifilter_document_scorer(**options)(batch, rank)
+    return UniFilterDocumentScorer.shared_instance(**options)(batch, rank)

@@ -18,7 +18,7 @@ from typing import Any
 import torch
 from datasets import List, Value
 
-from ..inputs import ImagePolicy, clean_caption, load_image
+from ..inputs import clean_caption, load_image
 from ..models.unifilter import (
     UniFilterSpec,
     caption_input_ids,
@@ -28,31 +28,28 @@ from ..models.unifilter import (
     read_spec,
 )
 from .base import Batch, Scorer
+from .config import CaptionFields, ImageFields, PipelineFields, ScorerConfig
 
 DEFAULT_UNIFILTER = "weizhiwang/UniFilter-Qwen2.5-1.5B"
 
 
 @dataclass(frozen=True)
-class UniFilterConfig:
+class UniFilterConfig(PipelineFields, CaptionFields, ImageFields, ScorerConfig):
     """Everything that defines a UniFilter run; frozen, hashable and picklable.
 
+    Shared fields are those of :mod:`hf_vlm_filter.scorers.config`.
+
     Args:
-        model: Hub id or local folder of a published-layout UniFilter checkpoint.
-        revision: Hub revision of ``model``.
-        image_column / text_column: input columns.
-        device / dtype: as for the other scorers (``None`` = CUDA + bf16 when available).
-        image_root: folder against which relative image paths are resolved.
         max_text_tokens: id budget of the text (image placeholder, BOS and EOS included); 75 as published.
     """
 
     model: str = DEFAULT_UNIFILTER
-    revision: str | None = None
-    image_column: str = "image"
-    text_column: str = "caption"
-    device: str | None = None
-    dtype: str | None = None
-    image_root: str | None = None
     max_text_tokens: int = 75
+
+    def validate(self) -> None:
+        super().validate()
+        if self.max_text_tokens < 3:
+            raise ValueError(f"max_text_tokens must be at least 3 (image, BOS, EOS), got {self.max_text_tokens}")
 
 
 @dataclass
@@ -72,25 +69,20 @@ class UniFilterScorer(Scorer):
     """UniFilter quality score of image-caption pairs, batched for ``ds.map(..., batched=True)``.
 
     Example:
-        >>> from hf_vlm_filter.testing import save_tiny_model
+        >>> from hf_vlm_filter.models.tiny import save_tiny_model
         >>> path = save_tiny_model("/tmp/tiny-unifilter", kind="unifilter")
         >>> scorer = UniFilterScorer.from_pretrained(str(path), device="cpu")
         >>> ds = ds.map(scorer, batched=True, batch_size=16)                      # doctest: +SKIP
     """
 
     prefix = "unifilter"
+    name = "unifilter"
+    summary = "UniFilter quality classifier, 0-3, caption pairs (arXiv 2510.15162)"
     config_class = UniFilterConfig
-
-    def __init__(self, model: str = DEFAULT_UNIFILTER, **options: Any) -> None:
-        super().__init__(UniFilterConfig(model=str(model), **options))
-
-    # ---- loading (cached per process by the base class) --------------------------------------
-    def load_processors(self) -> _Preprocessing:
-        return self.preprocessing
-
-    @property
-    def preprocessing(self) -> _Preprocessing:
-        return self.shared(_Preprocessing, (self.config.model, self.config.revision))
+    score_range = (0.0, 3.0)
+    input_fields = ("image_column", "text_column")
+    preprocessing_class = _Preprocessing
+    cli_fields = ("max_text_tokens",)
 
     def load_model(self, device: torch.device, dtype: torch.dtype) -> torch.nn.Module:
         return load_unifilter(self.config.model, dtype, str(device), self.config.revision)
@@ -99,17 +91,9 @@ class UniFilterScorer(Scorer):
         labels = self.preprocessing.num_labels
         return {"unifilter_probs": List(Value("float32"), length=labels)} if labels > 1 else {}
 
-    def check_columns(self, batch: Batch) -> None:
-        missing = [c for c in (self.config.image_column, self.config.text_column) if c not in batch]
-        if missing:
-            raise KeyError(
-                f"column(s) {missing} not in the batch (columns: {sorted(batch)}); "
-                "pass image_column=... / text_column=..."
-            )
-
     def prepare(self, batch: Batch, index: int) -> UniFilterItem:
-        image = load_image(batch[self.config.image_column][index], ImagePolicy(image_root=self.config.image_root))
-        caption = clean_caption(batch[self.config.text_column][index])
+        image = load_image(self.cell(batch, "image_column", index), self.image_policy())
+        caption = clean_caption(self.cell(batch, "text_column", index))
         pre = self.preprocessing
         pixels = pre.image_processor(images=[image], return_tensors="pt")["pixel_values"]
         return UniFilterItem(pixels, caption_input_ids(pre.tokenizer, caption, self.config.max_text_tokens))
@@ -128,18 +112,13 @@ def head_outputs(logits: torch.Tensor) -> list[dict[str, Any]]:
     return [{"unifilter_score": s, "unifilter_probs": p} for s, p in zip(scores.cpu().tolist(), probs.cpu().tolist())]
 
 
-def get_unifilter_scorer(**options: Any) -> UniFilterScorer:
-    """The process-wide UniFilter scorer for these options (built once per configuration)."""
-    return UniFilterScorer.shared_instance(**options)
-
-
 def unifilter_scores(batch: Batch, rank: int | None = None, **options: Any) -> dict[str, list[Any]]:
     """Batched map function: adds ``unifilter_score`` and ``unifilter_error`` (options via ``fn_kwargs``).
 
     Example:
         >>> from datasets import Dataset
         >>> from PIL import Image
-        >>> from hf_vlm_filter.testing import save_tiny_model
+        >>> from hf_vlm_filter.models.tiny import save_tiny_model
         >>> tiny = str(save_tiny_model("/tmp/tiny-unifilter", kind="unifilter"))
         >>> ds = Dataset.from_dict({"image": [Image.new("RGB", (64, 48), "red"), None],
         ...                         "caption": ["a red card", "no image here"]})
@@ -147,4 +126,4 @@ def unifilter_scores(batch: Batch, rank: int | None = None, **options: Any) -> d
         >>> list(out["unifilter_error"])
         ['', 'missing image']
     """
-    return get_unifilter_scorer(**options)(batch, rank)
+    return UniFilterScorer.shared_instance(**options)(batch, rank)

@@ -10,6 +10,7 @@ hf_vlm_filter.training`` needs none of the ``[train]`` extras):
     scenes       procedurally drawn scenes with exact captions (the learning proof's data)
     generative   fine-tuning a Qwen2-VL judge to answer ``score: {N}``
     score_head   fine-tuning a UniFilter-style score head
+    options      ``JudgeTrainingOptions``: how a judge is trained
     trainer      ``train_judge``: either kind, with transformers' ``Trainer``
     metrics      accuracy, Spearman and AUC (level 3 vs 0)
 
@@ -34,7 +35,7 @@ _EXPORTS = {
     "graded_document_features": "builder", "level_counts": "builder",
     "Scene": "scenes", "scene_dataset": "scenes", "scene_pairs": "scenes",
     "new_score_head": "score_head", "ScoreHeadSize": "score_head",
-    "train_judge": "trainer", "JudgeTrainingOptions": "trainer", "TrainedJudge": "trainer",
+    "train_judge": "trainer", "JudgeTrainingOptions": "options", "TrainedJudge": "trainer",
     "level_metrics": "metrics",
 }
 

@@ -52,7 +52,7 @@ import datasets
 from datasets import DatasetDict, Features, Image, IterableDataset, List, Value
 
 from ..inputs import ImagePolicy, RowError, load_image, read_path_bytes
-from ..sources import lazy_images, load_source
+from ..inputs.sources import lazy_images, load_source
 from .levels import LEVEL_NAMES, graded_caption_features, judge_target, score_for_level
 from .perturb import _normalise, justification, perturb, perturb_document
 

@@ -12,7 +12,7 @@ before saving, so the checkpoint (weights, tokenizer, PIL image processor with t
 budget) loads in ``VLMJudge.from_pretrained`` without peft.
 
 Example:
-    >>> from hf_vlm_filter.testing import save_tiny_model
+    >>> from hf_vlm_filter.models.tiny import save_tiny_model
     >>> from hf_vlm_filter.training.trainer import JudgeTrainingOptions
     >>> recipe = GenerativeRecipe(save_tiny_model("/tmp/tiny-judge"), JudgeTrainingOptions())
     >>> recipe.answer_ids({"target": "score: {7}"})[-1] == recipe.tokenizer.convert_tokens_to_ids("<|im_end|>")
@@ -30,13 +30,13 @@ import torch
 from ..inputs import ImagePolicy, clean_caption, load_image
 from ..models.qwen_vl_inputs import QwenVLPromptBuilder
 from ..models.score_readout import digit_token_ids, expected_score, score_distribution
-from ..scorers.compact_judge import FAST_ASSISTANT_PREFIX, SYSTEM_PROMPT, USER_PREFIX
+from ..models.judge_prompt import FAST_ASSISTANT_PREFIX, SYSTEM_PROMPT, USER_PREFIX
 from .levels import judge_target
 
 if TYPE_CHECKING:
     from datasets import Dataset
 
-    from .trainer import JudgeTrainingOptions
+    from .options import JudgeTrainingOptions
 
 IGNORE_INDEX = -100
 END_OF_TURN = "<|im_end|>"

@@ -41,7 +41,7 @@ from ..models.unifilter import (
 if TYPE_CHECKING:
     from datasets import Dataset
 
-    from .trainer import JudgeTrainingOptions
+    from .options import JudgeTrainingOptions
 
 PAD_ID = 0  # any id: padded positions are cut off before the model sees them
 
@@ -87,7 +87,7 @@ def new_score_head(out_dir: str | Path, size: ScoreHeadSize = ScoreHeadSize(), s
     from transformers import Qwen2Config, SiglipVisionConfig
     from transformers.models.siglip import SiglipImageProcessorPil
 
-    from ..testing import tiny_qwen_tokenizer
+    from ..models.tiny.tokenizers import tiny_qwen_tokenizer
 
     tokenizer = tiny_qwen_tokenizer()
     vision = SiglipVisionConfig(hidden_size=size.vision_hidden, intermediate_size=4 * size.vision_hidden,

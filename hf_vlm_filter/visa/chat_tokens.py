@@ -118,27 +118,9 @@ class ChatTokenizer:
         return left_pad_inputs([item.input_ids for item in items], self.pad_token_id, self.image_token_id, images)
 
 
-def load_qwen_vl_model(scorer: Any, device: torch.device, dtype: torch.dtype) -> torch.nn.Module:
+def load_chat_model(scorer: Any, device: torch.device, dtype: torch.dtype) -> torch.nn.Module:
     """``Scorer.load_model`` of the ViSA agents that run a Qwen-VL chat model (DP, PT/IM): one function,
     so agents naming the same checkpoint share one loaded model (see ``Scorer.model``)."""
-    from transformers import AutoModelForImageTextToText
+    from ..models.qwen_vl import load_qwen_vl_model
 
-    from ..models.loading import load_or_explain
-    from ..models.vision_attention import use_packed_vision_attention
-
-    model = load_or_explain(AutoModelForImageTextToText.from_pretrained, scorer.config.model, "VLM",
-                            revision=scorer.config.revision, dtype=dtype)
-    use_packed_vision_attention(model)
-    return model.to(device).eval()
-
-
-def load_qwen_vl_preprocessing(model: str, revision: str | None, min_pixels: int, max_pixels: int) -> tuple[Any, Any]:
-    """The tokenizer and PIL image processor of a Qwen-VL checkpoint (no torchvision needed)."""
-    from transformers import AutoImageProcessor, AutoTokenizer
-
-    from ..models.loading import load_or_explain
-
-    tokenizer = load_or_explain(AutoTokenizer.from_pretrained, model, "VLM tokenizer", revision=revision)
-    image_processor = load_or_explain(AutoImageProcessor.from_pretrained, model, "VLM image processor",
-                                      revision=revision, backend="pil", min_pixels=min_pixels, max_pixels=max_pixels)
-    return tokenizer, image_processor
+    return load_qwen_vl_model(scorer.config.model, scorer.config.revision, dtype, device)

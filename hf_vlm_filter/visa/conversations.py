@@ -56,9 +56,3 @@ def parse_conversation(cell: Any) -> list[Turn]:
         turns.append(Turn(q.replace(IMAGE_PLACEHOLDER, "").strip(), a))
     return turns
 
-
-def image_cell(batch: Mapping[str, Sequence[Any]], index: int, column: str) -> Any:
-    """The image cell of row ``index``; ``KeyError`` with a hint when the column is missing."""
-    if column not in batch:
-        raise KeyError(f"column {column!r} not in the batch (columns: {sorted(batch)}); pass image_column=...")
-    return batch[column][index]

@@ -25,47 +25,43 @@ from dataclasses import dataclass
 from typing import Any
 
 import torch
-from datasets import Value
 
-from ..inputs import ImagePolicy, load_image
+from ..inputs import load_image
+from ..models.qwen_vl import load_qwen_vl_processors
 from ..scorers.base import Batch, Scorer
-from .chat_tokens import ChatTokenizer, ChatTokens, load_qwen_vl_model, load_qwen_vl_preprocessing
-from .conversations import image_cell, parse_conversation
+from ..scorers.config import ImageFields, PipelineFields, ScorerConfig
+from ..scorers.score_spec import ScoreSpec
+from .chat_tokens import ChatTokenizer, ChatTokens, load_chat_model
+from .conversations import parse_conversation
 
 DEFAULT_VLM = "Qwen/Qwen2-VL-2B-Instruct"
 SYSTEM_PROMPT = "You are a helpful assistant."
 
 
 @dataclass(frozen=True)
-class InstructionQualityConfig:
+class InstructionQualityConfig(PipelineFields, ImageFields, ScorerConfig):
     """Options of the PT / IM agent; frozen, hashable and picklable.
 
+    Shared fields are those of :mod:`hf_vlm_filter.scorers.config`.
+
     Args:
-        model: Hub id or local folder of a Qwen-VL-family checkpoint (``AutoModelForImageTextToText``).
-        revision: Hub revision of ``model``.
-        image_column / conversations_column: the LLaVA-format columns.
-        device / dtype: as for every scorer.
+        conversations_column: the LLaVA-format conversations column.
         pt_tokens: how many leading tokens of each answer PT averages over (10 in the paper).
         max_answer_tokens: every answer is truncated to this many tokens.
         min_pixels / max_pixels: the image pixel budget of the Qwen-VL image processor.
         system_prompt: the system message of the rendered conversation.
-        image_root: folder against which relative image paths are resolved.
     """
 
     model: str = DEFAULT_VLM
-    revision: str | None = None
-    image_column: str = "image"
     conversations_column: str = "conversations"
-    device: str | None = None
-    dtype: str | None = None
     pt_tokens: int = 10
     max_answer_tokens: int = 512
     min_pixels: int = 4 * 28 * 28
     max_pixels: int = 448 * 448
     system_prompt: str = SYSTEM_PROMPT
-    image_root: str | None = None
 
-    def __post_init__(self) -> None:
+    def validate(self) -> None:
+        super().validate()
         if self.pt_tokens < 1 or self.max_answer_tokens < 1:
             raise ValueError("pt_tokens and max_answer_tokens must be positive")
 
@@ -78,8 +74,8 @@ class _Pair:
 
 class _Preprocessing:
     def __init__(self, config: InstructionQualityConfig) -> None:
-        tokenizer, image_processor = load_qwen_vl_preprocessing(config.model, config.revision,
-                                                                 config.min_pixels, config.max_pixels)
+        tokenizer, image_processor = load_qwen_vl_processors(config.model, config.revision,
+                                                             min_pixels=config.min_pixels, max_pixels=config.max_pixels)
         self.chat = ChatTokenizer(tokenizer, image_processor, system_prompt=config.system_prompt,
                                   max_answer_tokens=config.max_answer_tokens)
 
@@ -90,7 +86,7 @@ class InstructionQuality(Scorer):
     Example:
         >>> from datasets import Dataset
         >>> from PIL import Image
-        >>> from hf_vlm_filter.testing import save_tiny_model
+        >>> from hf_vlm_filter.models.tiny import save_tiny_model
         >>> from hf_vlm_filter.visa import InstructionQuality
         >>> iq = InstructionQuality(save_tiny_model("/tmp/tiny-judge"), device="cpu")
         >>> conv = [{"from": "human", "value": "<image>\\nColour?"}, {"from": "gpt", "value": "Red."}]
@@ -100,34 +96,25 @@ class InstructionQuality(Scorer):
     """
 
     prefix = "pt"
+    name = "visa-pt-im"
+    summary = "ViSA instruction quality: answer difficulty (PT) and image-answer information (IM) (arXiv 2502.19917)"
     config_class = InstructionQualityConfig
-
-    def __init__(self, model: str = DEFAULT_VLM, **options: Any) -> None:
-        super().__init__(InstructionQualityConfig(model=str(model), **options))
-
-    def load_processors(self) -> _Preprocessing:
-        return self.preprocessing
+    score_range = (0.0, None)
+    input_fields = ("image_column", "conversations_column")
+    preprocessing_class = _Preprocessing
+    preprocessing_fields = ("model", "revision", "min_pixels", "max_pixels", "system_prompt", "max_answer_tokens")
+    cli_fields = ("pt_tokens", "min_pixels", "max_pixels")
+    load_model = load_chat_model
 
     @property
-    def preprocessing(self) -> _Preprocessing:
-        c = self.config
-        key = (c.model, c.revision, c.min_pixels, c.max_pixels, c.system_prompt, c.max_answer_tokens)
-        return self.shared(_Preprocessing, key)
-
-    load_model = load_qwen_vl_model
-
-    def extra_features(self) -> dict[str, Any]:
-        return {"im_score": Value("float32")}
-
-    def check_columns(self, batch: Batch) -> None:
-        for column in (self.config.image_column, self.config.conversations_column):
-            if column not in batch:
-                raise KeyError(f"column {column!r} not in the batch (columns: {sorted(batch)}); "
-                               "pass image_column=... / conversations_column=...")
+    def score_specs(self) -> tuple[ScoreSpec, ...]:
+        """``pt_score`` (mean NLL, >= 0) and ``im_score`` (a difference of cross-entropies, any real),
+        both higher is better and both explained by ``pt_error``."""
+        return (self.score_spec, ScoreSpec("im_score", self.error_column, "higher"))
 
     def prepare(self, batch: Batch, index: int) -> _Pair:
-        turns = parse_conversation(batch[self.config.conversations_column][index])
-        image = load_image(image_cell(batch, index, self.config.image_column), ImagePolicy(image_root=self.config.image_root))
+        turns = parse_conversation(self.cell(batch, "conversations_column", index))
+        image = load_image(self.cell(batch, "image_column", index), self.image_policy())
         chat = self.preprocessing.chat
         return _Pair(chat.build(turns, image), chat.build(turns, None))
 

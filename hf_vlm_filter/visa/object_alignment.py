@@ -37,14 +37,13 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
 from datasets import Value
 
-from ..inputs import ImagePolicy, load_image
+from ..inputs import RowError, load_image
 from ..models.loading import load_or_explain
 from ..scorers.base import Batch, Scorer
-from .conversations import image_cell
+from ..scorers.config import ImageFields, PipelineFields, ScorerConfig
 
 DEFAULT_DETECTOR = "IDEA-Research/grounding-dino-tiny"
 COUNTS_COLUMN = "oa_tag_counts"
@@ -67,33 +66,26 @@ def read_tags(lines: Iterable[str]) -> tuple[str, ...]:
 
 
 @dataclass(frozen=True)
-class ObjectAlignmentConfig:
+class ObjectAlignmentConfig(PipelineFields, ImageFields, ScorerConfig):
     """Options of the OA counting pass; frozen, hashable and picklable.
 
+    Shared fields are those of :mod:`hf_vlm_filter.scorers.config`.
+
     Args:
-        model: Hub id or local folder of a Grounding DINO checkpoint (with tokenizer and image processor).
-        revision: Hub revision of ``model``.
         tags: the tag vocabulary; ``None`` = the packaged default (:func:`default_tags`).
-        image_column: column holding the image.
-        device / dtype: as for every scorer.
         box_threshold: minimum tag probability of a kept box (0.4).
         max_box_area: boxes covering this fraction of the image or more are dropped (0.95).
         duplicate_iou: boxes of one tag overlapping more than this count once (0.9).
-        image_root: folder against which relative image paths are resolved.
     """
 
     model: str = DEFAULT_DETECTOR
-    revision: str | None = None
     tags: tuple[str, ...] | None = None
-    image_column: str = "image"
-    device: str | None = None
-    dtype: str | None = None
     box_threshold: float = 0.4
     max_box_area: float = 0.95
     duplicate_iou: float = 0.9
-    image_root: str | None = None
 
-    def __post_init__(self) -> None:
+    def validate(self) -> None:
+        super().validate()
         if self.tags is not None:
             object.__setattr__(self, "tags", read_tags(self.tags))
             if not self.tags:
@@ -150,7 +142,7 @@ class ObjectTagCounter(Scorer):
     Example:
         >>> from datasets import Dataset
         >>> from PIL import Image
-        >>> from hf_vlm_filter.testing import save_tiny_model
+        >>> from hf_vlm_filter.models.tiny import save_tiny_model
         >>> from hf_vlm_filter.visa import ObjectTagCounter
         >>> counter = ObjectTagCounter(save_tiny_model("/tmp/tiny-gdino", kind="grounding_dino"),
         ...                            tags=("cat", "dog"), box_threshold=0.0, device="cpu")
@@ -161,17 +153,14 @@ class ObjectTagCounter(Scorer):
 
     prefix = "oa"
     score_name = "objects"
+    name = "visa-oa-counts"
+    summary = "ViSA object alignment, pass 1: Grounding DINO tag counts (arXiv 2502.19917)"
     config_class = ObjectAlignmentConfig
-
-    def __init__(self, model: str = DEFAULT_DETECTOR, **options: Any) -> None:
-        super().__init__(ObjectAlignmentConfig(model=str(model), **options))
-
-    def load_processors(self) -> _Preprocessing:
-        return self.preprocessing
-
-    @property
-    def preprocessing(self) -> _Preprocessing:
-        return self.shared(_Preprocessing, (self.config.model, self.config.revision, self.config.tags))
+    score_range = (0.0, None)
+    input_fields = ("image_column",)
+    preprocessing_class = _Preprocessing
+    preprocessing_fields = ("model", "revision", "tags")
+    cli_fields = ("box_threshold",)
 
     def load_model(self, device: torch.device, dtype: torch.dtype) -> torch.nn.Module:
         from transformers import AutoModelForZeroShotObjectDetection
@@ -183,12 +172,8 @@ class ObjectTagCounter(Scorer):
     def extra_features(self) -> dict[str, Any]:
         return {COUNTS_COLUMN: Value("string")}
 
-    def check_columns(self, batch: Batch) -> None:
-        if self.config.image_column not in batch:
-            image_cell(batch, 0, self.config.image_column)
-
     def prepare(self, batch: Batch, index: int) -> torch.Tensor:
-        image = load_image(image_cell(batch, index, self.config.image_column), ImagePolicy(image_root=self.config.image_root))
+        image = load_image(self.cell(batch, "image_column", index), self.image_policy())
         return self.preprocessing.image_processor(images=[image], return_tensors="pt")["pixel_values"]
 
     @torch.inference_mode()
@@ -317,8 +302,45 @@ def oa_document_frequencies(dataset: Any, sample_size: int | None = None, batch_
     return DocumentFrequencies.from_counts(cells, errors)
 
 
-class ObjectAlignmentScore:
+@dataclass(frozen=True)
+class ObjectAlignmentScoreConfig(PipelineFields):
+    """Options of the OA scoring pass: the document-frequency table; frozen, hashable and picklable.
+
+    Args:
+        n_documents / frequencies: the table inline (``frequencies`` as sorted ``(tag, rows)`` pairs).
+        frequencies_file: or a table saved with :meth:`DocumentFrequencies.save`, read when the
+            config is built (its contents, not its path, are the config's identity).
+        counts_column: the counts pass's column (``oa_tag_counts``).
+    """
+
+    n_documents: int = 0
+    frequencies: tuple[tuple[str, int], ...] = ()
+    frequencies_file: str | None = None
+    counts_column: str = COUNTS_COLUMN
+
+    def __post_init__(self) -> None:
+        self.validate()
+
+    def validate(self) -> None:
+        super().validate()
+        if self.frequencies_file is not None and not self.n_documents:
+            table = DocumentFrequencies.load(self.frequencies_file)
+            object.__setattr__(self, "n_documents", table.n_documents)
+            object.__setattr__(self, "frequencies", tuple(sorted(table.frequencies.items())))
+        if self.n_documents < 1:
+            raise ValueError("the document-frequency table counts no documents "
+                             "(pass a DocumentFrequencies, or frequencies_file=... / --frequencies-file)")
+
+    @property
+    def table(self) -> DocumentFrequencies:
+        return DocumentFrequencies(self.n_documents, dict(self.frequencies))
+
+
+class ObjectAlignmentScore(Scorer):
     """OA pass 2: a batched map function adding ``oa_score`` and ``oa_error`` from the counts columns.
+
+    A row whose counts pass failed keeps that reason; an empty or malformed counts cell is a row
+    error of its own.
 
     Example:
         >>> df = DocumentFrequencies(4, {"cat": 2, "dog": 1})
@@ -326,32 +348,43 @@ class ObjectAlignmentScore:
         array([2.7725887], dtype=float32)
     """
 
-    def __init__(self, frequencies: DocumentFrequencies) -> None:
-        if frequencies.n_documents < 1:
-            raise ValueError("the document-frequency table counts no documents")
-        self.frequencies = frequencies
+    prefix = "oa"
+    name = "visa-oa"
+    summary = "ViSA object alignment, pass 2: TF-IDF of the counted tags (arXiv 2502.19917)"
+    config_class = ObjectAlignmentScoreConfig
+    score_range = (0.0, None)
+    input_fields = ("counts_column",)
+    cli_fields = ("frequencies_file",)
 
-    def __call__(self, batch: Batch) -> dict[str, Any]:
-        error_column = COUNTS_ERROR_COLUMN
-        if COUNTS_COLUMN not in batch:
-            raise KeyError(f"column {COUNTS_COLUMN!r} not in the batch: run the ObjectTagCounter pass first")
-        errors = list(batch.get(error_column) or [""] * len(batch[COUNTS_COLUMN]))
-        scores = []
-        for i, cell in enumerate(batch[COUNTS_COLUMN]):
-            if errors[i] or not cell:
-                scores.append(math.nan)
-                errors[i] = errors[i] or "no tag counts"
-                continue
-            scores.append(sum(n * self.frequencies.idf(tag) for tag, n in json.loads(cell).items()))
-        return {"oa_score": np.asarray(scores, dtype=np.float32), "oa_error": errors}
+    def __init__(self, frequencies: DocumentFrequencies | None = None, **options: Any) -> None:
+        if frequencies is not None:
+            options.update(n_documents=frequencies.n_documents, frequencies=tuple(sorted(frequencies.frequencies.items())))
+        self.config = ObjectAlignmentScoreConfig(**options)
 
-    @staticmethod
-    def output_features(input_features: Any = None) -> Any:
-        from datasets import Features
+    @property
+    def frequencies(self) -> DocumentFrequencies:
+        return self.config.table
 
-        merged = dict(input_features or {})
-        merged.update({"oa_score": Value("float32"), "oa_error": Value("string")})
-        return Features(merged)
+    def prepare(self, batch: Batch, index: int) -> dict[str, int]:
+        counts_error = batch.get(COUNTS_ERROR_COLUMN)
+        if counts_error is not None and counts_error[index]:
+            raise RowError(counts_error[index])
+        cell = self.cell(batch, "counts_column", index)
+        if not cell:
+            raise RowError("no tag counts")
+        try:
+            counts = json.loads(cell)
+        except (TypeError, ValueError) as exc:
+            raise RowError(f"malformed tag counts: {type(exc).__name__}") from None
+        if not isinstance(counts, dict) or not all(
+            isinstance(tag, str) and isinstance(n, (int, float)) and math.isfinite(n) for tag, n in counts.items()
+        ):
+            raise RowError("malformed tag counts: not a {tag: count} object")
+        return counts
+
+    def score_prepared(self, items: list[dict[str, int]], rank: int | None = None) -> list[dict[str, Any]]:
+        table = self.config.table
+        return [{"oa_score": sum(n * table.idf(tag) for tag, n in counts.items())} for counts in items]
 
 
 def oa_counts(batch: Batch, rank: int | None = None, **options: Any) -> dict[str, list[Any]]:

@@ -16,12 +16,13 @@ from typing import Any
 
 import torch
 
-from ..inputs import ImagePolicy, load_image
+from ..inputs import load_image
+from ..models.qwen_vl import load_qwen_vl_processors
 from ..models.qwen_vl_inputs import PreparedPair, QwenVLPromptBuilder
 from ..models.score_readout import digit_token_ids
 from ..scorers.base import Batch, Scorer
-from .chat_tokens import load_qwen_vl_model, load_qwen_vl_preprocessing
-from .conversations import image_cell
+from ..scorers.config import ImageFields, PipelineFields, ScorerConfig
+from .chat_tokens import load_chat_model
 
 DEFAULT_JUDGE = "Qwen/Qwen2-VL-2B-Instruct"
 SYSTEM_PROMPT = "You are a careful annotator of images."
@@ -37,34 +38,26 @@ RATINGS = torch.arange(1, 6, dtype=torch.float32)
 
 
 @dataclass(frozen=True)
-class RichnessConfig:
+class RichnessConfig(PipelineFields, ImageFields, ScorerConfig):
     """Options of the DP agent; frozen, hashable and picklable.
 
+    Shared fields are those of :mod:`hf_vlm_filter.scorers.config`.
+
     Args:
-        model: Hub id or local folder of a Qwen-VL-family checkpoint.
-        revision: Hub revision of ``model``.
-        image_column: column holding the image.
-        device / dtype: as for every scorer.
         min_pixels / max_pixels: the image pixel budget of the Qwen-VL image processor.
         prompt: the user instruction (default :data:`RICHNESS_PROMPT`).
-        image_root: folder against which relative image paths are resolved.
     """
 
     model: str = DEFAULT_JUDGE
-    revision: str | None = None
-    image_column: str = "image"
-    device: str | None = None
-    dtype: str | None = None
     min_pixels: int = 4 * 28 * 28
     max_pixels: int = 448 * 448
     prompt: str = RICHNESS_PROMPT
-    image_root: str | None = None
 
 
 class _Preprocessing:
     def __init__(self, config: RichnessConfig) -> None:
-        tokenizer, image_processor = load_qwen_vl_preprocessing(config.model, config.revision,
-                                                                 config.min_pixels, config.max_pixels)
+        tokenizer, image_processor = load_qwen_vl_processors(config.model, config.revision,
+                                                             min_pixels=config.min_pixels, max_pixels=config.max_pixels)
         self.builder = QwenVLPromptBuilder(tokenizer, image_processor, system_prompt=SYSTEM_PROMPT,
                                            user_prefix=config.prompt, max_caption_tokens=1,
                                            assistant_prefix=ASSISTANT_PREFIX)
@@ -77,7 +70,7 @@ class InformationRichness(Scorer):
     Example:
         >>> from datasets import Dataset
         >>> from PIL import Image
-        >>> from hf_vlm_filter.testing import save_tiny_model
+        >>> from hf_vlm_filter.models.tiny import save_tiny_model
         >>> from hf_vlm_filter.visa import InformationRichness
         >>> dp = InformationRichness(save_tiny_model("/tmp/tiny-judge"), device="cpu")
         >>> out = Dataset.from_dict({"image": [Image.new("RGB", (56, 56), "red")]}).map(dp, batched=True)
@@ -86,27 +79,18 @@ class InformationRichness(Scorer):
     """
 
     prefix = "dp"
+    name = "visa-dp"
+    summary = "ViSA information richness: a VLM's expected 1-5 rating (arXiv 2502.19917)"
     config_class = RichnessConfig
-
-    def __init__(self, model: str = DEFAULT_JUDGE, **options: Any) -> None:
-        super().__init__(RichnessConfig(model=str(model), **options))
-
-    def load_processors(self) -> _Preprocessing:
-        return self.preprocessing
-
-    @property
-    def preprocessing(self) -> _Preprocessing:
-        c = self.config
-        return self.shared(_Preprocessing, (c.model, c.revision, c.min_pixels, c.max_pixels, c.prompt))
-
-    load_model = load_qwen_vl_model
-
-    def check_columns(self, batch: Batch) -> None:
-        if self.config.image_column not in batch:
-            image_cell(batch, 0, self.config.image_column)
+    score_range = (1.0, 5.0)
+    input_fields = ("image_column",)
+    preprocessing_class = _Preprocessing
+    preprocessing_fields = ("model", "revision", "min_pixels", "max_pixels", "prompt")
+    cli_fields = ("min_pixels", "max_pixels")
+    load_model = load_chat_model
 
     def prepare(self, batch: Batch, index: int) -> PreparedPair:
-        image = load_image(image_cell(batch, index, self.config.image_column), ImagePolicy(image_root=self.config.image_root))
+        image = load_image(self.cell(batch, "image_column", index), self.image_policy())
         return self.preprocessing.builder.build(image, "")
 
     @torch.inference_mode()

@@ -28,37 +28,30 @@ from typing import Any
 
 import torch
 
-from ..inputs import ImagePolicy, load_image
+from ..inputs import load_image
 from ..models.loading import load_or_explain
 from ..scorers.base import Batch, Scorer
-from .conversations import image_cell
+from ..scorers.config import ImageFields, PipelineFields, ScorerConfig
 
 DEFAULT_SAM = "facebook/sam-vit-large"
 
 
 @dataclass(frozen=True)
-class SegmentationConfig:
+class SegmentationConfig(PipelineFields, ImageFields, ScorerConfig):
     """Options of the SC agent; frozen, hashable and picklable.
 
+    Shared fields are those of :mod:`hf_vlm_filter.scorers.config`.
+
     Args:
-        model: Hub id or local folder of a ``SamModel`` checkpoint (with its image processor).
-        revision: Hub revision of ``model``.
-        image_column: column holding the image.
-        device / dtype: as for every scorer (``None``: CUDA + bf16 when available, else CPU + fp32).
         points_per_side: prompt grid size (the grid has ``points_per_side ** 2`` points).
         points_per_batch: point prompts decoded per model call.
         pred_iou_threshold: minimum predicted mask IoU (SAM's own quality estimate).
         stability_threshold / stability_offset: minimum stability score, and the logit offset it uses.
         nms_iou_threshold: two masks overlapping more than this are duplicates.
         min_area_fraction: masks smaller than this fraction of the image are not counted (0.5%).
-        image_root: folder against which relative image paths are resolved.
     """
 
     model: str = DEFAULT_SAM
-    revision: str | None = None
-    image_column: str = "image"
-    device: str | None = None
-    dtype: str | None = None
     points_per_side: int = 16
     points_per_batch: int = 64
     pred_iou_threshold: float = 0.88
@@ -66,9 +59,9 @@ class SegmentationConfig:
     stability_offset: float = 1.0
     nms_iou_threshold: float = 0.7
     min_area_fraction: float = 0.005
-    image_root: str | None = None
 
-    def __post_init__(self) -> None:
+    def validate(self) -> None:
+        super().validate()
         if self.points_per_side < 1 or self.points_per_batch < 1:
             raise ValueError("points_per_side and points_per_batch must be positive")
         if not 0.0 <= self.min_area_fraction < 1.0:
@@ -82,13 +75,21 @@ class _PreparedImage:
     reshaped_size: tuple[int, int]
 
 
+def _load_sam_processor(config: SegmentationConfig) -> Any:
+    from transformers import AutoImageProcessor
+
+    return load_or_explain(AutoImageProcessor.from_pretrained, config.model, "SAM image processor",
+                           revision=config.revision, backend="pil")
+
+
+
 class SegmentationComplexity(Scorer):
     """SC agent: number of SAM masks covering at least 0.5% of the image.
 
     Example:
         >>> from datasets import Dataset
         >>> from PIL import Image
-        >>> from hf_vlm_filter.testing import save_tiny_model
+        >>> from hf_vlm_filter.models.tiny import save_tiny_model
         >>> from hf_vlm_filter.visa import SegmentationComplexity
         >>> sam = SegmentationComplexity(save_tiny_model("/tmp/tiny-sam", kind="sam"), device="cpu",
         ...                              points_per_side=4, pred_iou_threshold=0.0, stability_threshold=0.0)
@@ -98,17 +99,13 @@ class SegmentationComplexity(Scorer):
     """
 
     prefix = "sc"
+    name = "visa-sc"
+    summary = "ViSA segmentation complexity: SAM masks over 0.5% of the image (arXiv 2502.19917)"
     config_class = SegmentationConfig
-
-    def __init__(self, model: str = DEFAULT_SAM, **options: Any) -> None:
-        super().__init__(SegmentationConfig(model=str(model), **options))
-
-    def load_processors(self) -> Any:
-        return self.image_processor
-
-    @property
-    def image_processor(self) -> Any:
-        return self.shared(_load_sam_processor, (self.config.model, self.config.revision))
+    score_range = (0.0, None)
+    input_fields = ("image_column",)
+    preprocessing_class = staticmethod(_load_sam_processor)
+    cli_fields = ("points_per_side", "pred_iou_threshold", "stability_threshold")
 
     def load_model(self, device: torch.device, dtype: torch.dtype) -> torch.nn.Module:
         from transformers import SamModel
@@ -117,13 +114,9 @@ class SegmentationComplexity(Scorer):
                                 revision=self.config.revision, dtype=dtype)
         return model.to(device).eval()
 
-    def check_columns(self, batch: Batch) -> None:
-        if self.config.image_column not in batch:
-            image_cell(batch, 0, self.config.image_column)  # raises KeyError with a hint
-
     def prepare(self, batch: Batch, index: int) -> _PreparedImage:
-        image = load_image(image_cell(batch, index, self.config.image_column), ImagePolicy(image_root=self.config.image_root))
-        inputs = self.image_processor(images=[image], return_tensors="pt")
+        image = load_image(self.cell(batch, "image_column", index), self.image_policy())
+        inputs = self.preprocessing(images=[image], return_tensors="pt")
         return _PreparedImage(inputs["pixel_values"], tuple(inputs["original_sizes"][0].tolist()),
                               tuple(inputs["reshaped_input_sizes"][0].tolist()))
 
@@ -147,13 +140,6 @@ class SegmentationComplexity(Scorer):
             scores.append(out.iou_scores[0].flatten().float())
         masks = crop_to_image(torch.cat(logits), item.reshaped_size, model.config.vision_config.image_size)
         return count_masks(masks, torch.cat(scores), c)
-
-
-def _load_sam_processor(config: SegmentationConfig) -> Any:
-    from transformers import AutoImageProcessor
-
-    return load_or_explain(AutoImageProcessor.from_pretrained, config.model, "SAM image processor",
-                           revision=config.revision, backend="pil")
 
 
 def point_grid(per_side: int, size: tuple[int, int]) -> torch.Tensor:

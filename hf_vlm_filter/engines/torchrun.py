@@ -2,12 +2,12 @@
 
 We write no scheduler: the launcher starts one process per GPU and sets ``RANK``, ``WORLD_SIZE``,
 ``LOCAL_RANK``, ``MASTER_ADDR`` and ``MASTER_PORT``. Each process runs the same streaming job
-(:mod:`hf_vlm_filter.jobs.streaming_filter`) on its own part of the source —
+(:mod:`hf_vlm_filter.engines.streaming`) on its own part of the source —
 ``datasets.distributed.split_dataset_by_node`` gives each rank whole shards when the number of
 source files divides by the world size, else every ``world_size``-th row — with one judge on its
 own GPU, writing its own shards (``data/train-r{rank}-*.parquet``) and resume state
 (``state/rank-{rank}.json``). When every rank is done, rank 0 alone merges the states into one
-``manifest.json``, summary and dataset card (:func:`~hf_vlm_filter.jobs.streaming_filter.finalize_job`).
+``manifest.json``, summary and dataset card (:func:`~hf_vlm_filter.engines.streaming.finalize_job`).
 Every input row is scored by exactly one rank.
 
 The launcher recipe (every node runs the same line)::
@@ -20,10 +20,10 @@ launching the same command with ``--resume``: each rank continues from its own c
 finished ranks return at once.
 
 Example:
-    >>> from hf_vlm_filter.distributed import run_distributed_job, torch_rank
+    >>> from hf_vlm_filter.engines.torchrun import run_distributed_job, torch_rank
     >>> torch_rank()            # outside a launcher: rank 0 of 1
     (0, 1)
-    >>> result = run_distributed_job(stream, judge, "out/job", run)   # doctest: +SKIP
+    >>> result = run_distributed_job(stream, judge, "out/job", context, rule)   # doctest: +SKIP
 """
 
 from __future__ import annotations
@@ -31,15 +31,20 @@ from __future__ import annotations
 import logging
 import os
 import time
+from collections.abc import Sequence
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
-from .jobs.state import RankState
-from .jobs.streaming_filter import (
-    FINALIZE_OPTIONS,
+from .keep_rule import KeepRule
+from .options import JobOptions
+from .run_record import RunContext
+from .streaming import (
+    JobFinisher,
     JobResult,
     JobStateError,
+    RankState,
+    ShardPublisher,
     finalize_job,
     node_rank,
     run_streaming_filter,
@@ -115,8 +120,7 @@ def on_local_device(scorer: Any) -> Any:
 
     Only scorers left on the default CUDA device (``device`` ``None`` or ``"cuda"``) are moved, and
     only when CUDA is available; an explicit ``cuda:N`` or ``cpu`` is kept. Call it before the
-    scorer loads its model: a model already loaded on the default device stays there. Scorers holding several
-    sub-scorers (``CompositeScorer``) are moved scorer by scorer.
+    scorer loads its model: a model already loaded on the default device stays there.
     """
     import torch
 
@@ -124,12 +128,9 @@ def on_local_device(scorer: Any) -> Any:
         return scorer
     index = local_rank() % torch.cuda.device_count()
     torch.cuda.set_device(index)
-    if hasattr(scorer, "scorers"):
-        return type(scorer)([on_local_device(sub) for sub in scorer.scorers])
-    config = getattr(scorer, "config", None)
-    if index == 0 or config is None or getattr(config, "device", "") not in (None, "cuda"):
+    if index == 0:
         return scorer  # GPU 0 is the default device already: keep the model it may have loaded
-    return scorer.with_options(device=f"cuda:{index}")
+    return scorer.on_device(f"cuda:{index}")
 
 
 def wait_for_ranks(
@@ -179,27 +180,29 @@ def run_distributed_job(
     dataset: Any,
     scorer: Any,
     out_dir: str | Path,
-    run: Any,
+    context: RunContext,
+    rule: KeepRule = KeepRule(),
+    options: JobOptions = JobOptions(),
     *,
     rank: int | None = None,
     world_size: int | None = None,
     backend: str | None = None,
     wait_timeout: timedelta | float = DEFAULT_WAIT_TIMEOUT,
     poll_seconds: float = DEFAULT_POLL_SECONDS,
-    **job_options: Any,
+    resume: bool = False,
+    publisher: ShardPublisher | None = None,
+    finishers: Sequence[JobFinisher] = (),
 ) -> JobResult | None:
     """Run this rank's part of a streaming job; on rank 0, wait for all ranks and finalize.
 
     ``rank`` / ``world_size`` default to :func:`torch_rank` (the launcher's). With several ranks a
     process group is joined when the launcher provides one (:func:`init_process_group`), else the
-    ranks meet through their state files (:func:`wait_for_ranks`). ``job_options`` go to
-    :func:`~hf_vlm_filter.jobs.streaming_filter.run_streaming_filter` (``batch_size``,
-    ``shard_rows``, ``push_to``, ``resume``…). Returns the :class:`JobResult` on rank 0 and ``None``
-    on the other ranks.
+    ranks meet through their state files (:func:`wait_for_ranks`). Returns the :class:`JobResult` on
+    rank 0 (after its ``finishers`` ran) and ``None`` on the other ranks.
 
     Example:
         >>> # under torchrun --nproc-per-node 4, in every process:
-        >>> result = run_distributed_job(stream, judge, "out/job", run, batch_size=256)   # doctest: +SKIP
+        >>> result = run_distributed_job(stream, judge, "out/job", context, rule, JobOptions(batch_size=256))   # doctest: +SKIP
     """
     if world_size is None or rank is None:
         env_rank, env_world = torch_rank()
@@ -209,7 +212,8 @@ def run_distributed_job(
     group = world_size > 1 and init_process_group(backend, timeout=_as_timedelta(wait_timeout))
     if world_size > 1:
         scorer = on_local_device(scorer)
-    run_streaming_filter(dataset, scorer, out_dir, run, rank=rank, world_size=world_size, **job_options)
+    run_streaming_filter(dataset, scorer, out_dir, context, rule, options, resume=resume, rank=rank,
+                         world_size=world_size, publisher=publisher)
     if world_size > 1:
         if group:
             barrier(out_dir, world_size)
@@ -217,8 +221,8 @@ def run_distributed_job(
             wait_for_ranks(out_dir, world_size, timeout=wait_timeout, poll_seconds=poll_seconds)
     result = None
     if rank == 0:
-        result = finalize_job(out_dir, command=run.command, recipe=run.recipe,
-                              **{key: job_options[key] for key in FINALIZE_OPTIONS if key in job_options})
+        result = finalize_job(out_dir, finishers=finishers, command=context.command, recipe=context.recipe,
+                              published_to=publisher.target if publisher is not None else None)
     if group:
         import torch.distributed as dist
 

@@ -5,13 +5,13 @@ Layout of a job folder (``rank`` and shard ``index`` zero-padded)::
     OUT/data/train-r{rank:03d}-{index:05d}.parquet     kept rows, in stream order, shard by shard
     OUT/state/rank-{rank:03d}.json                     resume state of one rank (RankState)
     OUT/state/rank-{rank:03d}-carry-{n:05d}.parquet    kept rows not yet in a shard at checkpoint n
-    OUT/state/rank-{rank:03d}-scores-{n:05d}.parquet   score columns of every row read up to checkpoint n
-    OUT/manifest.json, summary.txt, README.md, score_histogram.png    written by finalize_job
+    OUT/manifest.json, summary.txt                     written by finalize_job (and the card by its finishers)
 
 Every file is written to a temporary name and renamed into place, and a rank's state is written
-after the shards and side files it names: whatever instant a process dies at, the state on disk
+after the shards and the carry file it names: whatever instant a process dies at, the state on disk
 describes complete files, and files it does not name (a shard at or beyond ``next_shard``, an
-unlisted carry or scores file) are leftovers that resuming deletes.
+unlisted carry file) are leftovers that resuming deletes. The state's summary holds the counts and
+the mergeable score histograms of every row read, so no score needs to be kept elsewhere.
 """
 
 from __future__ import annotations
@@ -40,7 +40,7 @@ def state_path(out_dir: Path, rank: int) -> Path:
 
 
 def side_file_name(rank: int, kind: str, checkpoint: int) -> str:
-    """Path (relative to the job folder) of a ``carry`` or ``scores`` file of a checkpoint."""
+    """Path (relative to the job folder) of a side file (``kind="carry"``) of a checkpoint."""
     return f"{STATE_DIR}/rank-{rank:03d}-{kind}-{checkpoint:05d}.parquet"
 
 
@@ -83,8 +83,8 @@ class RankState:
 
     ``dataset_state`` is ``IterableDataset.state_dict()`` taken after every row counted in
     ``summary`` was consumed; ``next_shard`` the index the next shard will get; ``carry_file`` holds
-    kept rows consumed but not yet in a shard; ``score_files`` the score columns of all rows read;
-    ``uploaded`` the shards already on the Hub; ``done`` is set when the stream is exhausted.
+    kept rows consumed but not yet in a shard; ``uploaded`` the shards already published;
+    ``done`` is set when the stream is exhausted.
     """
 
     rank: int
@@ -95,7 +95,6 @@ class RankState:
     dataset_state: dict[str, Any] | None = None
     summary: dict[str, Any] | None = None
     carry_file: str | None = None
-    score_files: list[str] = field(default_factory=list)
     shards: list[ShardRecord] = field(default_factory=list)
     uploaded: list[str] = field(default_factory=list)
     done: bool = False
@@ -135,7 +134,7 @@ class RankState:
             if match and int(match.group(2)) >= self.next_shard:
                 path.unlink()
                 removed.append(path)
-        named = {self.carry_file, *self.score_files}
+        named = {self.carry_file}
         for path in sorted((out_dir / STATE_DIR).glob(f"rank-{self.rank:03d}-*.parquet")):
             if f"{STATE_DIR}/{path.name}" not in named:
                 path.unlink()

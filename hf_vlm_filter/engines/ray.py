@@ -1,13 +1,13 @@
 """Run any scorer on a Ray cluster with Ray Data: an actor pool, one model per actor, Parquet in and out.
 
 Ray is an optional extra (``pip install 'hf_vlm_filter[ray]'``); ``import hf_vlm_filter`` never
-imports it, only ``import hf_vlm_filter.ray`` does.
+imports it, only ``import hf_vlm_filter.engines.ray`` does.
 
 * :class:`ScorerActor` is the callable class handed to ``ray.data.Dataset.map_batches``: its
   ``__init__`` loads the scorer's model once per actor (a scorer pickles to its frozen config, so
   Ray ships a few hundred bytes to each actor), its ``__call__`` takes a ``"pyarrow"``, ``"numpy"``
   or ``"pandas"`` batch, hands the scorer the dict of lists it expects, and returns the batch with
-  the scorer's columns added (and, with ``thresholds``, only the kept rows). The scorer contract
+  the scorer's columns added (and, with a filtering ``rule``, only the kept rows). The scorer contract
   holds inside Ray: a row that cannot be scored gets ``NaN`` and a reason, never a failed task.
 * :func:`score_with_ray` builds the whole pipeline: read (Parquet files or folders, ``hf://``
   Hub paths, a ``datasets.Dataset`` or a ``ray.data.Dataset``), score on ``concurrency`` actors
@@ -15,12 +15,13 @@ imports it, only ``import hf_vlm_filter.ray`` does.
 
 Example:
     >>> import ray                                                                       # doctest: +SKIP
-    >>> from hf_vlm_filter import VLMJudge
-    >>> from hf_vlm_filter.ray import score_with_ray                                     # doctest: +SKIP
+    >>> from hf_vlm_filter import KeepRule, VLMJudge
+    >>> from hf_vlm_filter.engines.ray import score_with_ray                             # doctest: +SKIP
     >>> ray.init()                                                                       # doctest: +SKIP
     >>> judge = VLMJudge("Dauka-transformers/Compact_VLM_filter", micro_batch_size=64)
-    >>> score_with_ray("s3://bucket/pairs/", judge, concurrency=8, num_gpus=1, batch_size=512,
-    ...                thresholds={"judge_score": 9}, output_path="s3://bucket/kept/")   # doctest: +SKIP
+    >>> rule = KeepRule.from_thresholds(judge, {"judge_score": 9})
+    >>> score_with_ray("s3://bucket/pairs/", judge, rule=rule, concurrency=8, num_gpus=1, batch_size=512,
+    ...                output_path="s3://bucket/kept/")                                  # doctest: +SKIP
 
 The recipe for a cluster is in ``examples/ray_cluster.md``.
 """
@@ -39,7 +40,7 @@ except ImportError as exc:  # pragma: no cover - exercised in a subprocess by th
         "hf_vlm_filter.ray needs Ray Data, which is an optional extra: pip install 'hf_vlm_filter[ray]'"
     ) from exc
 
-from .predicates import threshold_filter
+from .keep_rule import KeepRule
 
 BATCH_FORMATS = ("pyarrow", "numpy", "pandas")
 HF_PREFIX = "hf://"
@@ -53,9 +54,7 @@ class ScorerActor:
     Args:
         scorer: any scorer of this package (``VLMJudge``, ``ClipScorer``, ``CompositeScorer``…);
             only its configuration travels to the actor.
-        thresholds: column -> minimum; when given, only rows passing every threshold are returned
-            (see :func:`~hf_vlm_filter.predicates.threshold_filter`). ``None``: every row is kept.
-        keep_errors: with ``thresholds``, also keep rows that could not be scored.
+        rule: the keep rule; only the rows it keeps are returned (``None``: every row, a score run).
         load: load the model in ``__init__`` (default); ``False`` defers it to the first batch.
 
     Example:
@@ -68,21 +67,17 @@ class ScorerActor:
         ...                num_gpus=1, batch_size=256, batch_format="pyarrow")            # doctest: +SKIP
     """
 
-    def __init__(
-        self,
-        scorer: Any,
-        thresholds: Mapping[str, float] | None = None,
-        keep_errors: bool = False,
-        load: bool = True,
-    ) -> None:
-        if not callable(scorer) or not hasattr(scorer, "output_features"):
+    def __init__(self, scorer: Any, rule: KeepRule | None = None, load: bool = True) -> None:
+        if not callable(scorer) or not hasattr(scorer, "output_features") or not hasattr(scorer, "score_specs"):
             raise TypeError(f"ScorerActor needs a scorer of hf_vlm_filter, got {type(scorer).__name__}")
         self.scorer = scorer
-        self.thresholds = dict(thresholds) if thresholds else None
-        self.keep_errors = keep_errors
+        self.rule = rule if rule is not None and rule.is_filter else None
         self.features = scorer.output_features()
-        if self.thresholds:
-            _check_threshold_columns(self.thresholds, self.features)
+        if self.rule is not None:
+            if self.rule.needs_whole_column:
+                raise ValueError(f"{self.rule.criteria}: a fraction needs every row's score; Ray actors see one "
+                                 "batch each (score first, then select the fraction)")
+            self.rule.check_columns(scorer)
         if load:
             scorer.load()
 
@@ -101,10 +96,7 @@ class ScorerActor:
     # ---- one method per batch format ------------------------------------------------------------
     def _score(self, rows: Mapping[str, list[Any]]) -> tuple[dict[str, Any], list[bool] | None]:
         columns = self.scorer(rows)
-        mask = None
-        if self.thresholds:
-            mask = threshold_filter({name: list(columns[name]) for name in self.thresholds}, self.thresholds,
-                                    keep_errors=self.keep_errors)
+        mask = self.rule.mask(columns) if self.rule is not None else None
         return columns, mask
 
     def _call_arrow(self, table: Any) -> Any:
@@ -184,8 +176,7 @@ def score_with_ray(
     source: Any,
     scorer: Any,
     *,
-    thresholds: Mapping[str, float] | None = None,
-    keep_errors: bool = False,
+    rule: KeepRule | None = None,
     concurrency: int | tuple[int, int] = 1,
     num_gpus: float = 0,
     num_cpus: float | None = None,
@@ -194,14 +185,13 @@ def score_with_ray(
     output_path: str | Path | None = None,
     read_options: Mapping[str, Any] | None = None,
 ) -> Any:
-    """Score (and with ``thresholds`` filter) ``source`` on a pool of Ray actors; returns a ``ray.data.Dataset``.
+    """Score (and with a ``rule`` filter) ``source`` on a pool of Ray actors; returns a ``ray.data.Dataset``.
 
     Args:
         source: see :func:`read_source` (Parquet paths, ``hf://`` paths, a ``datasets.Dataset`` or a
             ``ray.data.Dataset``).
         scorer: any scorer of this package; each actor loads its model once.
-        thresholds: column -> minimum; ``None`` keeps every row (a score run).
-        keep_errors: with ``thresholds``, also keep rows that could not be scored.
+        rule: the keep rule (a threshold rule); ``None`` keeps every row (a score run).
         concurrency: number of actors, or ``(min, max)`` for an autoscaling pool.
         num_gpus: GPUs per actor (1 for one judge per GPU; 0 on CPU-only clusters).
         num_cpus: CPUs per actor (Ray's default when ``None``).
@@ -213,7 +203,7 @@ def score_with_ray(
         read_options: keyword arguments for ``ray.data.read_parquet``.
 
     Raises:
-        ValueError: on a bad ``batch_format``, ``batch_size`` or ``num_gpus``, or a threshold on a
+        ValueError: on a bad ``batch_format``, ``batch_size`` or ``num_gpus``, or a rule on a
             column the scorer does not write.
     """
     if batch_format not in BATCH_FORMATS:
@@ -222,8 +212,8 @@ def score_with_ray(
         raise ValueError(f"batch_size must be >= 1, got {batch_size}")
     if num_gpus < 0:
         raise ValueError(f"num_gpus must be >= 0, got {num_gpus}")
-    if thresholds:
-        _check_threshold_columns(thresholds, scorer.output_features())
+    if rule is not None:
+        rule.check_columns(scorer)
     dataset = read_source(source, **dict(read_options or {}))
     resources: dict[str, Any] = {"num_gpus": num_gpus} if num_gpus else {}
     if num_cpus is not None:
@@ -231,7 +221,7 @@ def score_with_ray(
     scored = dataset.map_batches(
         ScorerActor,
         fn_constructor_args=(scorer,),
-        fn_constructor_kwargs={"thresholds": dict(thresholds) if thresholds else None, "keep_errors": keep_errors},
+        fn_constructor_kwargs={"rule": rule},
         batch_size=batch_size,
         batch_format=batch_format,
         concurrency=concurrency,
@@ -244,12 +234,6 @@ def score_with_ray(
 
 
 # ---- internals ------------------------------------------------------------------------------------
-
-
-def _check_threshold_columns(thresholds: Mapping[str, float], features: Mapping[str, Any]) -> None:
-    unknown = sorted(set(thresholds) - set(features))
-    if unknown:
-        raise ValueError(f"thresholds name columns the scorer does not write: {unknown}; it writes {sorted(features)}")
 
 
 def _plain(values: Any) -> list[Any]:

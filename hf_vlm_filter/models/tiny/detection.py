@@ -1,6 +1,6 @@
 """Tiny random SAM and Grounding DINO checkpoints for the ViSA agents, written offline in seconds.
 
-Used through :func:`hf_vlm_filter.testing.save_tiny_model` (``kind="sam"`` and
+Used through :func:`hf_vlm_filter.models.tiny.save_tiny_model` (``kind="sam"`` and
 ``kind="grounding_dino"``). Both are saved with ``save_pretrained`` together with a PIL image
 processor (and, for Grounding DINO, a word-piece BERT tokenizer), so the agents load them through
 the same ``from_pretrained`` calls as the published checkpoints.

@@ -1,14 +1,17 @@
-"""Batched keep/drop predicates for ``Dataset.filter(..., batched=True)``."""
+"""Batched keep/drop predicates for ``Dataset.filter(..., batched=True)``, built on :class:`KeepRule`."""
 
 from __future__ import annotations
 
-import math
+from collections.abc import Mapping, Sequence
 from typing import Any
 
-from collections.abc import Mapping, Sequence
+import numpy as np
+
+from ..models.judge_prompt import KEEP_THRESHOLD
+from .keep_rule import ColumnRule, KeepRule
 
 #: The paper keeps pairs the judge scores 9 or more (about 18% of its data).
-DEFAULT_THRESHOLD = 9.0
+DEFAULT_THRESHOLD = KEEP_THRESHOLD
 
 
 def judge_filter(
@@ -25,49 +28,41 @@ def judge_filter(
     unless ``keep_errors=True``. In fast mode the threshold applies to the expected score.
 
     Example:
-        >>> kept = ds.filter(judge_filter, batched=True, fn_kwargs={"threshold": 9})   # doctest: +SKIP
+        >>> judge_filter({"judge_score": [9.5, 3.0, float("nan")]}, threshold=9)
+        [True, False, False]
     """
-    if "judge_score" in batch:
-        scores = batch["judge_score"]
-    else:
-        from .scorers.compact_judge import get_judge  # imported here: keeps this module torch-free
+    if "judge_score" not in batch:
+        from ..scorers.compact_judge import VLMJudge
 
-        scores = get_judge(**options)(batch, rank)["judge_score"]
-    return [keep_score(score, threshold, keep_errors) for score in scores]
-
-
-def keep_score(score: float | None, threshold: float, keep_errors: bool) -> bool:
-    """The keep rule shared by every predicate and the run summary: NaN/None rows follow ``keep_errors``."""
-    if score is None or math.isnan(score):
-        return keep_errors
-    return score >= threshold
+        batch = VLMJudge.shared_instance(**options)(batch, rank)
+    return KeepRule((ColumnRule("judge_score", threshold=threshold),), keep_errors).mask(batch)
 
 
 def threshold_filter(
-    batch: Mapping[str, Sequence[Any]], thresholds: Mapping[str, float], keep_errors: bool = False
+    batch: Mapping[str, Sequence[Any]],
+    thresholds: Mapping[str, float],
+    keep_errors: bool = False,
+    directions: Mapping[str, str] | None = None,
 ) -> list[bool]:
-    """Keep rows whose every column in ``thresholds`` is at least its threshold.
+    """Keep rows whose every column in ``thresholds`` passes its threshold.
 
-    A row with NaN (or ``None``) in any of those columns is an error row: kept only with
-    ``keep_errors=True`` (it must still pass the other thresholds).
+    A threshold means "at least" unless ``directions`` says ``"lower"`` for its column ("at most":
+    caption perplexity). A row with NaN (or ``None``) in any of those columns is an error row: kept
+    only with ``keep_errors=True`` (it must still pass the other thresholds).
 
     Example:
         >>> threshold_filter({"judge_score": [9.5, 9.5, 3.0], "clip_score": [0.3, 0.1, 0.4]},
         ...                  {"judge_score": 9, "clip_score": 0.2})
         [True, False, False]
+        >>> threshold_filter({"caption_ppl": [40.0, 900.0]}, {"caption_ppl": 340}, directions={"caption_ppl": "lower"})
+        [True, False]
     """
     if not thresholds:
         raise ValueError("threshold_filter needs at least one column threshold")
-    missing = [column for column in thresholds if column not in batch]
-    if missing:
-        raise KeyError(f"threshold columns {missing} are not in the batch (columns: {sorted(batch)})")
-    size = len(batch[next(iter(thresholds))])
-    keep = [True] * size
-    for column, threshold in thresholds.items():
-        for index, score in enumerate(batch[column]):
-            if keep[index] and not keep_score(score, threshold, keep_errors):
-                keep[index] = False
-    return keep
+    directions = directions or {}
+    rules = tuple(ColumnRule(column, directions.get(column, "higher"), threshold=float(value))
+                  for column, value in thresholds.items())
+    return KeepRule(rules, keep_errors).mask(batch)
 
 
 def top_fraction(dataset: Any, column: str, fraction: float, higher_is_better: bool = True) -> Any:
@@ -84,7 +79,6 @@ def top_fraction(dataset: Any, column: str, fraction: float, higher_is_better: b
         >>> list(top_fraction(scored, "clip_score", 0.5)["id"])
         [0, 3]
     """
-    import numpy as np
     from datasets import Dataset, IterableDataset
 
     if isinstance(dataset, IterableDataset) or not isinstance(dataset, Dataset):
@@ -92,17 +86,7 @@ def top_fraction(dataset: Any, column: str, fraction: float, higher_is_better: b
             f"top_fraction needs a datasets.Dataset (the cut-off needs the whole column), got "
             f"{type(dataset).__name__}; score it to Parquet first, or use threshold_filter with a fixed threshold"
         )
-    if not 0.0 < fraction <= 1.0:
-        raise ValueError(f"fraction must be in (0, 1], got {fraction}")
+    rule = KeepRule((ColumnRule(column, "higher" if higher_is_better else "lower", fraction=fraction),))
     values = np.asarray(dataset.with_format(None)[column], dtype=np.float64)
-    valid = ~np.isnan(values)
-    if not valid.any():
-        return dataset.select([])
-    scored = values[valid]
-    if higher_is_better:
-        cutoff = np.quantile(scored, 1.0 - fraction, method="higher" if fraction < 1 else "lower")
-        mask = valid & (np.nan_to_num(values, nan=-np.inf) >= cutoff)
-    else:
-        cutoff = np.quantile(scored, fraction, method="lower" if fraction < 1 else "higher")
-        mask = valid & (np.nan_to_num(values, nan=np.inf) <= cutoff)
+    mask = rule.resolve({column: values}).mask({column: values})
     return dataset.select(np.flatnonzero(mask).tolist())

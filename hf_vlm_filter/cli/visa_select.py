@@ -18,8 +18,10 @@ import argparse
 from pathlib import Path
 from typing import Any
 
-from .selection import AGENT_COLUMNS
-from .shapley import AgentWeights
+from ..visa.selection import AGENT_COLUMNS
+from ..visa.shapley import AgentWeights
+from .errors import UsageError
+from .score_filter import DATA_FILE
 
 WEIGHTS_FILE = "visa_weights.json"
 
@@ -47,9 +49,8 @@ def register(commands: Any) -> None:
 
 def run_visa_select(args: argparse.Namespace) -> int:
     """Handler of ``visa-select``; returns the exit code."""
-    from ..cli import DATA_FILE, UsageError
-    from ..sources import load_source
-    from .selection import visa_select
+    from ..inputs.sources import load_source
+    from ..visa.selection import visa_select
 
     if args.out.exists() and not args.out.is_dir():
         raise UsageError(f"--out {str(args.out)!r} exists and is not a folder")

@@ -1,0 +1,243 @@
+"""``hf-vlm-filter score`` and ``hf-vlm-filter filter``: one or several scorers over a SOURCE, Parquet out.
+
+``score`` keeps every row and adds each scorer's columns; ``filter`` keeps the rows its keep rule
+keeps: ``--threshold`` on the first scorer's score column (default 9 for the judge), in that
+column's direction (at least for a higher-is-better score, at most for caption perplexity),
+``--threshold-for COLUMN=VALUE`` on any other score column, ``--top-fraction [COLUMN=]F`` /
+``--bottom-fraction [COLUMN=]F`` for the highest / lowest fraction of a column (in memory only), and
+``--keep-errors``. Both write ``OUT/data.parquet`` and ``OUT/summary.txt`` and print the summary.
+With ``--streaming`` the run is the resumable job of :mod:`hf_vlm_filter.engines.streaming`
+(Parquet shards under ``OUT/data/``, a checkpoint under ``OUT/state/``, ``--resume``, a dataset card),
+under torchrun one job per rank; ``--push-to REPO`` publishes the result.
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+from typing import Any
+
+from ..engines.keep_rule import ColumnRule, KeepRule
+from ..engines.options import DEFAULT_BATCH_SIZE, DEFAULT_MAX_SHARD_BYTES, DEFAULT_SHARD_ROWS, JobOptions
+from ..engines.predicates import DEFAULT_THRESHOLD
+from ..engines.run_record import RunContext
+from ..scorers.registry import SCORERS
+from .errors import UsageError, pairs
+from .scorer_flags import add_scorer_flags, scorer_options
+
+DATA_FILE = "data.parquet"
+SUMMARY_FILE = "summary.txt"
+#: The scorer run when no ``--scorer`` is given.
+DEFAULT_SCORER = "compact"
+
+
+def register(commands: Any) -> None:
+    """Add the ``score`` and ``filter`` parsers to the CLI's subcommands."""
+    for name, help_text in (
+        ("score", "add every selected scorer's score and error columns to every row"),
+        ("filter", "keep the rows the keep rule keeps (--threshold, --threshold-for, --top-fraction...)"),
+    ):
+        sub = commands.add_parser(name, help=help_text, description=help_text)
+        sub.add_argument("source", help="Hub dataset id, .parquet/.json/.jsonl/.csv file, Parquet folder or image folder")
+        sub.add_argument("--out", required=True, type=Path, help="output folder (data.parquet, summary.txt)")
+        add_scorer_flags(sub)
+        sub.add_argument("--split", default="train", help="dataset split (default train)")
+        sub.add_argument("--streaming", action="store_true", help="stream the source as a resumable job writing shards")
+        sub.add_argument("--limit", type=int, default=None, help="only the first N rows")
+        sub.add_argument("--batch-size", type=int, default=DEFAULT_BATCH_SIZE,
+                         help=f"rows per map batch (default {DEFAULT_BATCH_SIZE}); the scorer cuts it into micro-batches")
+        if name == "filter":
+            sub.add_argument("--threshold", type=float, default=None,
+                             help=f"cut-off on the first scorer's score, in its direction (default {DEFAULT_THRESHOLD:g} "
+                                  "for compact)")
+            sub.add_argument("--threshold-for", action="append", default=[], metavar="COLUMN=VALUE",
+                             help="also a cut-off on COLUMN, e.g. clip_score=0.28 (repeatable)")
+            sub.add_argument("--top-fraction", action="append", default=[], metavar="[COLUMN=]F",
+                             help="keep the F fraction of rows with the highest COLUMN (default the first score)")
+            sub.add_argument("--bottom-fraction", action="append", default=[], metavar="[COLUMN=]F",
+                             help="keep the F fraction of rows with the lowest COLUMN (default the first score)")
+            sub.add_argument("--keep-errors", action="store_true", help="also keep rows that could not be scored")
+        sub.add_argument("--push-to", default=None, metavar="REPO",
+                         help="publish the result as Hub dataset REPO with a dataset card (streaming: shard by shard)")
+        sub.add_argument("--shard-rows", type=int, default=DEFAULT_SHARD_ROWS,
+                         help=f"streaming: rows per Parquet shard (default {DEFAULT_SHARD_ROWS})")
+        sub.add_argument("--max-shard-bytes", type=int, default=DEFAULT_MAX_SHARD_BYTES,
+                         help=f"streaming: Arrow bytes per shard at most (default {DEFAULT_MAX_SHARD_BYTES})")
+        sub.add_argument("--resume", action="store_true",
+                         help="streaming: continue the job checkpointed in --out (after a crash or kill)")
+        sub.set_defaults(handler=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    """The ``score`` / ``filter`` subcommands: build, check, load, run an engine, write, summarise."""
+    from ..inputs.sources import load_source
+
+    options = JobOptions(batch_size=args.batch_size, shard_rows=args.shard_rows, max_shard_bytes=args.max_shard_bytes)
+    if args.resume and not args.streaming:
+        raise UsageError("--resume continues a --streaming job; add --streaming")
+    if args.out.exists() and not args.out.is_dir():
+        raise UsageError(f"--out {str(args.out)!r} exists and is not a folder")
+    names = scorer_names(args)
+    models = _models(args, names)
+    dataset, image_root = load_source(args.source, split=args.split, streaming=args.streaming, limit=args.limit)
+    members = [_build_scorer(name, models[name], args, image_root) for name in names]
+    scorer = members[0] if len(members) == 1 else _composite(members)
+    rule = keep_rule(args, scorer) if args.command == "filter" else KeepRule()
+    if args.streaming and rule.needs_whole_column:
+        raise UsageError("--top-fraction / --bottom-fraction need every row's score: run without --streaming "
+                         "(or stream with --threshold)")
+    context = RunContext(args.source, source_revision=_source_revision(args.source), split=args.split,
+                         limit=args.limit, command=args.command_line)
+    if args.streaming:
+        from ..engines.torchrun import on_local_device
+
+        scorer = on_local_device(scorer)  # under torchrun: this rank's GPU, chosen before the model loads
+    scorer.load()  # fail now, with the checkpoint's own message, rather than inside map
+    args.out.mkdir(parents=True, exist_ok=True)
+    if args.streaming:
+        return _run_job(dataset, scorer, rule, context, options, args)
+    from ..engines.in_memory import run_in_memory
+
+    result = run_in_memory(dataset, scorer, rule, context, options)
+    result.kept.to_parquet(str(args.out / DATA_FILE))
+    text = result.summary.render()
+    (args.out / SUMMARY_FILE).write_text(text + "\n", encoding="utf-8")
+    print(text)
+    print(f"wrote {args.out / DATA_FILE}")
+    if args.push_to:
+        from ..hub.push import push_filtered
+
+        pushed = push_filtered(result.kept, args.push_to, result.run)
+        print(f"pushed {len(pushed.files)} files to {args.push_to} (commit {pushed.commit_oid})")
+    return 0
+
+
+def _run_job(dataset: Any, scorer: Any, rule: KeepRule, context: RunContext, options: JobOptions,
+             args: argparse.Namespace) -> int:
+    """``--streaming``: the resumable shard-writing job (one per torchrun rank), then its card."""
+    from ..engines.torchrun import run_distributed_job
+    from ..hub.job_publishing import DatasetCardWriter, HubPublisher
+
+    publisher = HubPublisher(args.push_to) if args.push_to else None
+    finisher = publisher or DatasetCardWriter()
+    result = run_distributed_job(dataset, scorer, args.out, context, rule, options, resume=args.resume,
+                                 publisher=publisher, finishers=[finisher])
+    if result is None:  # a rank other than 0: its shards are written, rank 0 writes the card
+        print(f"rank done: shards in {args.out / 'data'}; rank 0 writes the card")
+        return 0
+    print(result.run.summary.render())
+    print(f"wrote {len(result.shards)} shards ({result.kept} rows) to {args.out / 'data'}")
+    if args.push_to:
+        print(f"pushed to {args.push_to}")
+    return 0
+
+
+def scorer_names(args: argparse.Namespace) -> list[str]:
+    names = args.scorer or [DEFAULT_SCORER]
+    if len(set(names)) != len(names):
+        raise UsageError(f"--scorer given twice: {names}")
+    return names
+
+
+def keep_rule(args: argparse.Namespace, scorer: Any) -> KeepRule:
+    """The rule of ``filter``: thresholds in each column's declared direction, fractions, keep_errors;
+    refused when a column is not written or a threshold can never pass."""
+    specs = {spec.column: spec for spec in scorer.score_specs}
+    first = scorer.score_specs[0]
+    thresholds: dict[str, float] = {}
+    if args.threshold is not None:
+        thresholds[first.column] = args.threshold
+    for column, value in pairs(args.threshold_for, "--threshold-for").items():
+        thresholds[column] = _number(value, f"--threshold-for {column}")
+    fractions: dict[str, tuple[str, float]] = {}
+    for flag, direction in (("top_fraction", "higher"), ("bottom_fraction", "lower")):
+        for value in getattr(args, flag):
+            column, _, number = value.rpartition("=")
+            column = column.strip() or first.column
+            if column in fractions:
+                raise UsageError(f"two fractions for {column}")
+            fractions[column] = (direction, _number(number, f"--{flag.replace('_', '-')}"))
+    if not thresholds and not fractions and scorer.members()[0].name == DEFAULT_SCORER:
+        thresholds[first.column] = DEFAULT_THRESHOLD
+    if not thresholds and not fractions:
+        raise UsageError(f"filter with --scorer {scorer.members()[0].name} needs --threshold (or --threshold-for "
+                         "COLUMN=VALUE, --top-fraction, --bottom-fraction)")
+    unknown = sorted((set(thresholds) | set(fractions)) - set(specs))
+    if unknown:
+        raise UsageError(f"--threshold-for names columns the selected scorers do not write: {unknown}; "
+                         f"they write {list(specs)}")
+    both = sorted(set(thresholds) & set(fractions))
+    if both:
+        raise UsageError(f"{both}: give a column a threshold or a fraction, not both")
+    rules = []
+    for column, value in thresholds.items():
+        spec = specs[column]
+        if not spec.can_reach(value):
+            raise UsageError(f"threshold {value:g} on {column} can never pass: {column} is {spec.describe_range()}")
+        rules.append(ColumnRule(column, spec.direction, threshold=value))
+    for column, (direction, fraction) in fractions.items():
+        if not 0 < fraction <= 1:
+            raise UsageError(f"a fraction must be in (0, 1], got {fraction:g} for {column}")
+        rules.append(ColumnRule(column, direction, fraction=fraction))
+    return KeepRule(tuple(rules), keep_errors=args.keep_errors)
+
+
+def _number(value: str, flag: str) -> float:
+    try:
+        return float(value)
+    except ValueError:
+        raise UsageError(f"{flag}: {value!r} is not a number") from None
+
+
+def _models(args: argparse.Namespace, names: list[str]) -> dict[str, str | None]:
+    """Each scorer's checkpoint: ``--model`` for a single scorer, else ``--model-for NAME=PATH``."""
+    model_for = pairs(args.model_for, "--model-for")
+    unknown = sorted(set(model_for) - set(names))
+    if unknown:
+        raise UsageError(f"--model-for names scorers not selected with --scorer: {unknown}")
+    if len(names) == 1:
+        if args.model is not None and names[0] in model_for:
+            raise UsageError("give the checkpoint with --model or --model-for, not both")
+        return {names[0]: args.model if args.model is not None else model_for.get(names[0])}
+    if args.model is not None:
+        raise UsageError("--model is ambiguous with several --scorer; use --model-for NAME=PATH")
+    return {name: model_for.get(name) for name in names}
+
+
+def _build_scorer(name: str, model: str | None, args: argparse.Namespace, image_root: str | None) -> Any:
+    """A scorer of registry ``name`` with the options the command line set."""
+    cls = SCORERS[name]
+    options = scorer_options(args, name)
+    if "image_root" in cls.option_fields():
+        options["image_root"] = image_root
+    if model is not None:
+        if "model" not in cls.option_fields():
+            raise UsageError(f"--scorer {name} takes no checkpoint (--model / --model-for)")
+        options["model"] = model
+    try:
+        return cls(**options)
+    except ValueError as exc:  # the config's own check, worded with the flags that set the options
+        message = str(exc)
+        for option in sorted(options, key=len, reverse=True):
+            message = message.replace(option, "--" + option.replace("_", "-"))
+        raise UsageError(message) from None
+
+
+def _composite(members: list[Any]) -> Any:
+    from ..scorers.composite import CompositeScorer
+
+    return CompositeScorer(members)
+
+
+def _source_revision(source: str) -> str | None:
+    """The commit of a Hub dataset SOURCE (recorded in the card); ``None`` for local files or offline."""
+    from ..hub.cards import is_hub_id
+
+    if not is_hub_id(source):
+        return None
+    try:
+        from huggingface_hub import HfApi
+
+        return HfApi().dataset_info(source).sha
+    except Exception:  # noqa: BLE001 - offline, private...: the card just says "not recorded"
+        return None

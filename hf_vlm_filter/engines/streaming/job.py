@@ -1,0 +1,421 @@
+"""A resumable streaming score/filter job: read a stream, score, keep, write bounded Parquet shards,
+publish each finished shard, checkpoint, and end with the run record.
+
+One process (or one torchrun rank) runs :func:`run_streaming_filter`; when every rank is done,
+:func:`finalize_job` merges their states into ``manifest.json`` and ``summary.txt`` and hands the
+merged :class:`JobResult` to its finishers (the dataset card, the Hub commit: see
+:mod:`hf_vlm_filter.hub`). :func:`streaming_filter_job` does both for a single process. Folder layout
+(details and the atomicity rules in :mod:`hf_vlm_filter.engines.streaming.state`)::
+
+    OUT/data/train-r{rank:03d}-{index:05d}.parquet    kept rows; published to the same path in the repo
+    OUT/state/rank-{rank:03d}.json                    RankState: dataset state_dict, next shard, counters, done
+    OUT/state/rank-{rank:03d}-carry-{n:05d}.parquet   kept rows not yet in a shard
+    OUT/manifest.json, summary.txt                    finalize_job (README.md, score_histogram.png: the card finisher)
+
+How a rank works:
+
+* The source is split with ``datasets.distributed.split_dataset_by_node(ds, rank, world_size)``
+  (``rank`` / ``world_size`` default to the ``RANK`` / ``WORLD_SIZE`` environment variables that
+  torchrun sets, else 0 / 1), scored with ``map_with_scorer`` and read as Arrow batches.
+* Each batch is decided by the :class:`~hf_vlm_filter.engines.keep_rule.KeepRule` and counted in the
+  :class:`~hf_vlm_filter.engines.summary.RunSummary`; the kept rows are buffered and cut into shards
+  of ``shard_rows`` rows (fewer when ``max_shard_bytes`` of Arrow data is reached first); the last
+  shard holds the rest.
+* A checkpoint follows every batch that completed a shard, and every ``checkpoint_every`` batches:
+  shards are renamed into place first, then the kept rows still buffered (carry file), then the
+  state JSON, which records ``IterableDataset.state_dict()`` taken after the whole batch was
+  consumed. A job killed at any instant (even ``kill -9``) resumes from its last state with
+  ``resume=True``: leftover files are deleted, the stream restarts where the state says, and the
+  output is row for row the output of an uninterrupted run (``datasets`` replays a partly consumed
+  ``map`` batch from its start, so the scorer sees the same batches).
+* The job's identity — the context (source, split, limit), every scorer's configuration (all
+  fields that can change a score), the keep rule, the shard layout and the publisher's target — is
+  saved with the first state; resuming with any of them changed is refused, naming what changed.
+* With a ``publisher`` (e.g. :class:`hf_vlm_filter.hub.HubPublisher`), each shard is published right
+  after the checkpoint that names it; the state records published shards. A publish that fails
+  stops the job; the shard stays on disk and resuming publishes it first.
+
+Example:
+    >>> from hf_vlm_filter import VLMJudge
+    >>> from hf_vlm_filter.engines import KeepRule, RunContext
+    >>> from hf_vlm_filter.hub import DatasetCardWriter
+    >>> from hf_vlm_filter.inputs.sources import load_source
+    >>> ds, root = load_source("user/pairs", streaming=True)                          # doctest: +SKIP
+    >>> judge = VLMJudge("./judge", image_root=root)                                  # doctest: +SKIP
+    >>> rule = KeepRule.from_thresholds(judge, {"judge_score": 9.0})                  # doctest: +SKIP
+    >>> streaming_filter_job(ds, judge, "out/job", RunContext("user/pairs"), rule,
+    ...                      finishers=[DatasetCardWriter()], resume=True)            # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import logging
+import math
+import os
+import time
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any, Protocol
+
+from ...scorers.config import identity
+from ..keep_rule import KeepRule
+from ..options import JobOptions
+from ..run_record import FilterRun, RunContext
+from ..summary import RunSummary
+from .state import (
+    DATA_DIR,
+    MANIFEST,
+    RankState,
+    ShardRecord,
+    atomic_write_bytes,
+    atomic_write_table,
+    shard_name,
+    side_file_name,
+)
+
+logger = logging.getLogger(__name__)
+
+SUMMARY_FILE = "summary.txt"
+
+
+class JobStateError(RuntimeError):
+    """The job folder holds a job that cannot be continued as asked (resume mismatch, not finished...)."""
+
+
+class ShardPublisher(Protocol):
+    """Where finished shards go while a job runs (the Hub, a bucket...)."""
+
+    #: Where the shards go, in words (``"hf://datasets/me/pairs-hq"``); part of the job's identity.
+    target: str
+
+    def open(self) -> None:
+        """Prepare the target (create the repository); called before the first shard."""
+
+    def put_shard(self, local_path: Path, path_in_repo: str) -> None:
+        """Publish one finished shard; raise to stop the job (resuming publishes it again)."""
+
+
+class JobFinisher(Protocol):
+    """What runs once a job is merged: writing the dataset card, committing it, a report..."""
+
+    def finish(self, result: JobResult) -> None:
+        """Act on the merged result (files go under ``result.out_dir``)."""
+
+
+def node_rank(rank: int | None = None, world_size: int | None = None) -> tuple[int, int]:
+    """``(rank, world_size)``: the arguments, else ``RANK`` / ``WORLD_SIZE`` from the environment, else 0 / 1."""
+    rank = int(os.environ.get("RANK", 0)) if rank is None else rank
+    world_size = int(os.environ.get("WORLD_SIZE", 1)) if world_size is None else world_size
+    if world_size < 1 or not 0 <= rank < world_size:
+        raise ValueError(f"rank must be in [0, world_size), got rank={rank}, world_size={world_size}")
+    return rank, world_size
+
+
+@dataclass
+class JobResult:
+    """What :func:`finalize_job` produced: the merged run record, shards in order, and where it is."""
+
+    run: FilterRun
+    shards: list[ShardRecord]
+    out_dir: Path
+    published_to: str | None = None
+
+    @property
+    def kept(self) -> int:
+        return sum(shard.rows for shard in self.shards)
+
+
+def job_identity(context: RunContext, scorer: Any, rule: KeepRule, options: JobOptions, world_size: int,
+                 publisher: ShardPublisher | None) -> dict[str, Any]:
+    """Everything that decides the output of a job, JSON-ready: a resumed job must match it."""
+    where = asdict(context)
+    where.pop("command")
+    where.pop("recipe")
+    return {
+        "run": FilterRun.of(RunContext(**where), scorer, rule).to_dict(),
+        "configs": [{"class": type(member).__name__, **identity(member.config)} for member in scorer.members()],
+        "options": options.identity(), "world_size": world_size,
+        "publisher": publisher.target if publisher is not None else None,
+    }
+
+
+def run_streaming_filter(
+    dataset: Any,
+    scorer: Any,
+    out_dir: str | Path,
+    context: RunContext,
+    rule: KeepRule = KeepRule(),
+    options: JobOptions = JobOptions(),
+    *,
+    resume: bool = False,
+    rank: int | None = None,
+    world_size: int | None = None,
+    publisher: ShardPublisher | None = None,
+) -> RankState:
+    """Score this rank's part of the ``IterableDataset`` ``dataset`` into ``out_dir`` under ``rule``.
+
+    Returns the final :class:`RankState`. Raises :class:`JobStateError` when ``out_dir`` already
+    holds this rank's state and ``resume`` is false, or when the saved job differs from this one;
+    ``ValueError`` for a fraction rule (its cut-off needs every row: score first, then select).
+    """
+    from datasets import IterableDataset
+
+    if not isinstance(dataset, IterableDataset):
+        raise TypeError(f"run_streaming_filter needs an IterableDataset (streaming=True), got {type(dataset).__name__}")
+    if rule.needs_whole_column:
+        raise ValueError(f"{rule.criteria}: a fraction needs every row's score; a streaming job keeps rows by "
+                         "threshold (score the stream, then select the fraction from its output)")
+    rule.check_columns(scorer)
+    rank, world_size = node_rank(rank, world_size)
+    out_dir = Path(out_dir)
+    job = job_identity(context, scorer, rule, options, world_size, publisher)
+    state = _start_state(out_dir, rank, world_size, job, resume)
+    if publisher is not None:
+        publisher.open()
+        _publish_pending(state, out_dir, publisher)
+    if state.done:
+        return state
+    writer = _RankWriter(dataset, scorer, out_dir, state, rule, options, publisher)
+    writer.run()
+    return state
+
+
+def finalize_job(
+    out_dir: str | Path,
+    *,
+    finishers: Sequence[JobFinisher] = (),
+    command: str | None = None,
+    recipe: str | None = None,
+    published_to: str | None = None,
+) -> JobResult:
+    """Merge every rank's state into ``manifest.json`` and ``summary.txt`` in ``out_dir``, then run
+    each finisher on the result (the card writer, the Hub commit...).
+
+    ``published_to``: the target every shard must have been published to (``JobStateError`` otherwise).
+    Raises :class:`JobStateError` when a rank is missing or not done.
+    """
+    out_dir = Path(out_dir)
+    first = RankState.load(out_dir, 0)
+    if first is None:
+        raise JobStateError(f"{out_dir} holds no job state (state/rank-000.json is missing)")
+    states, unfinished = RankState.load_all(out_dir, first.world_size)
+    if unfinished:
+        raise JobStateError(f"ranks {unfinished} of {out_dir} have not finished; resume them first")
+    summary = RunSummary.from_dict(states[0].summary)
+    for state in states[1:]:
+        summary = summary.merge(RunSummary.from_dict(state.summary))
+    run = FilterRun.from_dict({**states[0].job["run"], "summary": summary.to_dict(), "command": command,
+                               "recipe": recipe})
+    shards = [shard for state in states for shard in state.shards]
+    if published_to is not None:
+        missing = [path for state in states for path in state.pending_uploads()]
+        if missing or any(state.job.get("publisher") != published_to for state in states):
+            raise JobStateError(f"shards not published to {published_to}: {missing or 'the job published elsewhere'}")
+    manifest = {"run": run.to_dict(), "world_size": first.world_size,
+                "shards": [shard.__dict__ for shard in shards], "published_to": published_to}
+    atomic_write_bytes(out_dir / MANIFEST, json.dumps(manifest, indent=1).encode())
+    atomic_write_bytes(out_dir / SUMMARY_FILE, (summary.render() + "\n").encode())
+    result = JobResult(run=run, shards=shards, out_dir=out_dir, published_to=published_to)
+    for finisher in finishers:
+        finisher.finish(result)
+    return result
+
+
+def streaming_filter_job(
+    dataset: Any, scorer: Any, out_dir: str | Path, context: RunContext, rule: KeepRule = KeepRule(),
+    options: JobOptions = JobOptions(), *, finishers: Sequence[JobFinisher] = (), **rank_options: Any,
+) -> JobResult:
+    """:func:`run_streaming_filter` on one process (rank 0 of 1), then :func:`finalize_job`."""
+    rank_options.setdefault("rank", 0)
+    rank_options.setdefault("world_size", 1)
+    run_streaming_filter(dataset, scorer, out_dir, context, rule, options, **rank_options)
+    publisher = rank_options.get("publisher")
+    return finalize_job(out_dir, finishers=finishers, command=context.command, recipe=context.recipe,
+                        published_to=publisher.target if publisher is not None else None)
+
+
+def read_job_output(out_dir: str | Path) -> Any:
+    """All kept rows of a job folder as one Arrow table, shards in order (rank, then index)."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    out_dir = Path(out_dir)
+    paths = sorted((out_dir / DATA_DIR).glob("train-r*-*.parquet"))
+    return pa.concat_tables([pq.read_table(path) for path in paths]) if paths else pa.table({})
+
+
+# ---- internals ------------------------------------------------------------------------------------
+
+
+def _start_state(out_dir: Path, rank: int, world_size: int, job: dict[str, Any], resume: bool) -> RankState:
+    state = RankState.load(out_dir, rank)
+    if state is None:
+        stale = sorted((out_dir / DATA_DIR).glob(f"train-r{rank:03d}-*.parquet"))
+        if stale:
+            raise JobStateError(f"{out_dir / DATA_DIR} already holds shards of rank {rank} but no state; use a fresh --out")
+        state = RankState(rank=rank, world_size=world_size, job=job)
+        state.save(out_dir)
+        return state
+    if not resume:
+        raise JobStateError(
+            f"{out_dir} already holds a job (state/rank-{rank:03d}.json); pass resume=True (--resume) to continue it, "
+            "or use a fresh output folder"
+        )
+    saved, wanted = state.job, json.loads(json.dumps(job))
+    if saved != wanted:
+        raise JobStateError(f"cannot resume {out_dir}: the job differs from the saved one in "
+                            f"{', '.join(_differences(saved, wanted)) or 'its layout'}; use a fresh output folder "
+                            "or the options of the saved job")
+    removed = state.remove_leftovers(out_dir)
+    if removed:
+        logger.info("resume: removed %d files written after the last checkpoint", len(removed))
+    return state
+
+
+def _differences(saved: Any, wanted: Any, path: str = "") -> list[str]:
+    """The dotted paths where two JSON values differ, with both values (``limit: 3 -> 5``)."""
+    if isinstance(saved, dict) and isinstance(wanted, dict):
+        found: list[str] = []
+        for key in sorted(set(saved) | set(wanted)):
+            found += _differences(saved.get(key), wanted.get(key), f"{path}.{key}" if path else str(key))
+        return found
+    if isinstance(saved, list) and isinstance(wanted, list) and len(saved) == len(wanted):
+        found = []
+        for index, (a, b) in enumerate(zip(saved, wanted)):
+            found += _differences(a, b, f"{path}[{index}]")
+        return found
+    return [] if saved == wanted else [f"{path} (saved {saved!r}, now {wanted!r})"]
+
+
+def _publish_pending(state: RankState, out_dir: Path, publisher: ShardPublisher) -> None:
+    for path in state.pending_uploads():
+        publisher.put_shard(out_dir / path, path)
+        state.uploaded.append(path)
+        state.save(out_dir)
+
+
+def _warn_if_every_rank_reads_every_row(dataset: Any, world_size: int) -> None:
+    """``split_dataset_by_node`` gives whole files to ranks only when their number divides by the
+    world size; otherwise every rank reads (downloads, decodes) every row and keeps its share."""
+    files = getattr(dataset, "num_shards", None)
+    if files and files % world_size:
+        logger.warning(
+            "the source has %d file(s) for %d ranks: every rank reads every row and keeps one in %d; "
+            "give it a multiple of %d files to read each file once", files, world_size, world_size, world_size,
+        )
+
+
+class _RankWriter:
+    """The scoring loop of one rank: batches in, shards and checkpoints out."""
+
+    def __init__(self, dataset: Any, scorer: Any, out_dir: Path, state: RankState, rule: KeepRule,
+                 options: JobOptions, publisher: ShardPublisher | None) -> None:
+        from datasets.distributed import split_dataset_by_node
+
+        from ...scorers.base import map_with_scorer
+
+        self.out_dir, self.state, self.rule, self.options, self.publisher = out_dir, state, rule, options, publisher
+        if state.world_size > 1:
+            _warn_if_every_rank_reads_every_row(dataset, state.world_size)
+            dataset = split_dataset_by_node(dataset, rank=state.rank, world_size=state.world_size)
+        scored = map_with_scorer(dataset, scorer, batch_size=options.batch_size)
+        self.schema = scored.features.arrow_schema if scored.features is not None else None
+        self.stream = scored.with_format("arrow")
+        if state.dataset_state is not None:
+            self.stream.load_state_dict(state.dataset_state)
+        self.summary = (RunSummary.from_dict(state.summary) if state.summary else RunSummary.for_scorer(scorer, rule))
+        self.columns = list(dict.fromkeys(name for spec in self.summary.specs
+                                          for name in (spec.column, spec.error_column)))
+        self.buffer = self._read_carry(state.carry_file)
+        self.new_shards: list[str] = []
+        self._clock = time.perf_counter()
+
+    def run(self) -> None:
+        from tqdm.auto import tqdm
+
+        batches_since_checkpoint = 0
+        with tqdm(unit="rows", desc=f"scoring (rank {self.state.rank})", initial=self.summary.rows,
+                  disable=not self.options.progress) as bar:
+            for table in self.stream.iter(batch_size=self.options.batch_size):
+                self._consume(table)
+                bar.update(table.num_rows)
+                batches_since_checkpoint += 1
+                if self.new_shards or batches_since_checkpoint >= self.options.checkpoint_every:
+                    self._checkpoint(done=False)
+                    batches_since_checkpoint = 0
+        self._cut_shards(final=True)
+        self._checkpoint(done=True)
+
+    def _consume(self, table: Any) -> None:
+        import pyarrow as pa
+
+        if self.schema is not None:
+            table = table.cast(self.schema)
+        columns = {name: table.column(name).to_pylist() for name in
+                   dict.fromkeys([*self.columns, *(rule.column for rule in self.rule.columns)])}
+        verdicts = self.rule.decide(columns)
+        self.summary.add(columns, verdicts)
+        kept = table
+        if self.rule.is_filter:
+            kept = table.filter(pa.array([verdict == "" for verdict in verdicts], type=pa.bool_()))
+        if kept.num_rows:
+            self.buffer = kept if self.buffer is None else pa.concat_tables([self.buffer, kept])
+        self._cut_shards(final=False)
+
+    def _shard_limit(self) -> int:
+        """Rows of the next shard: ``shard_rows``, fewer when ``max_shard_bytes`` is reached first."""
+        rows, limit = self.options.shard_rows, self.options.max_shard_bytes
+        per_row = self.buffer.nbytes / max(self.buffer.num_rows, 1)
+        return max(1, min(rows, math.floor(limit / per_row) if per_row else rows))
+
+    def _cut_shards(self, final: bool) -> None:
+        while self.buffer is not None and self.buffer.num_rows and (
+            self.buffer.num_rows >= self._shard_limit() or final
+        ):
+            count = min(self._shard_limit(), self.buffer.num_rows)
+            self._write_shard(self.buffer.slice(0, count))
+            rest = self.buffer.slice(count)
+            self.buffer = rest if rest.num_rows else None
+        if final and not self.state.shards and not self.new_shards:
+            # Nothing kept: one empty shard keeps the schema, so the output still loads.
+            empty = self.schema.empty_table() if self.schema is not None else None
+            if empty is not None:
+                self._write_shard(empty)
+
+    def _write_shard(self, table: Any) -> None:
+        name = shard_name(self.state.rank, self.state.next_shard + len(self.new_shards))
+        size = atomic_write_table(self.out_dir / name, table.combine_chunks())
+        self.state.shards.append(ShardRecord(path=name, rows=table.num_rows, bytes=size))
+        self.new_shards.append(name)
+
+    def _checkpoint(self, done: bool) -> None:
+        state, old_carry = self.state, self.state.carry_file
+        state.checkpoint += 1
+        state.carry_file = None
+        if self.buffer is not None and self.buffer.num_rows:
+            state.carry_file = side_file_name(state.rank, "carry", state.checkpoint)
+            atomic_write_table(self.out_dir / state.carry_file, self.buffer.combine_chunks())
+        state.next_shard += len(self.new_shards)
+        state.dataset_state = copy.deepcopy(self.stream.state_dict())
+        now = time.perf_counter()
+        self.summary.elapsed_seconds += now - self._clock
+        self._clock = now
+        state.summary = self.summary.to_dict()
+        state.done = done
+        state.save(self.out_dir)
+        if old_carry and old_carry != state.carry_file:
+            (self.out_dir / old_carry).unlink(missing_ok=True)
+        self.new_shards = []
+        if self.publisher is not None:
+            _publish_pending(state, self.out_dir, self.publisher)
+
+    def _read_carry(self, name: str | None) -> Any:
+        import pyarrow.parquet as pq
+
+        if name is None:
+            return None
+        table = pq.read_table(self.out_dir / name)
+        return table.cast(self.schema) if self.schema is not None else table
