@@ -36,3 +36,23 @@ def test_public_functions_and_scorers_carry_examples():
                     if needs_example(getattr(hf_vlm_filter, name))
                     and ">>>" not in (getattr(hf_vlm_filter, name).__doc__ or "")]
     assert undocumented == [], f"public names without a runnable example: {undocumented}"
+
+
+def test_readme_scorer_table_is_the_registry_s():
+    from pathlib import Path
+
+    from hf_vlm_filter.scorers.registry import docs_table
+
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    start = readme.index("<!-- scorers:begin")
+    table = readme[readme.index("\n", start) + 1 : readme.index("<!-- scorers:end -->")].strip()
+    assert table == docs_table()
+
+
+def test_the_scorer_guide_quotes_a_real_scorer_module_whole():
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1]
+    guide = (root / "docs" / "adding_a_scorer.md").read_text()
+    module = (root / "hf_vlm_filter" / "scorers" / "caption_perplexity.py").read_text()
+    assert "```python\n" + module + "```" in guide

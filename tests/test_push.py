@@ -16,7 +16,7 @@ from hf_vlm_filter.cli import main
 from hf_vlm_filter.engines import FilterRun, RunContext, run_in_memory
 from hf_vlm_filter.hub import EvalMetric, HubUploadError, push_checkpoint, push_filtered, size_category
 from hf_vlm_filter.inputs.sources import load_source
-from hf_vlm_filter.models.judge_prompt import MAX_PIXELS, MIN_PIXELS, prompt_text
+from hf_vlm_filter.models.judge_prompt import prompt_text
 from hf_vlm_filter.testing import save_tiny_model
 
 from ._hub_helpers import TOKEN, hub, write_pairs  # noqa: F401 - hub is a fixture
@@ -75,7 +75,7 @@ def test_push_filtered_round_trip_with_card_from_the_run(hub, scored, kind, tiny
     assert record["scorers"] == [{"name": "VLMJudge", "model": tiny_judge_path, "revision": None,
                                   "score_column": "judge_score", "error_column": "judge_error", "mode": "fast",
                                   "direction": "higher",
-                                  "facts": {"scorer": "compact", "min_pixels": MIN_PIXELS, "max_pixels": MAX_PIXELS,
+                                  "facts": {"scorer": "compact", "min_pixels": 4 * 28 * 28, "max_pixels": 64 * 28 * 28,
                                             "max_new_tokens": 512, "attn_implementation": None,
                                             "prompt": prompt_text()}}]
     assert record["thresholds"] == thresholds and record["source_revision"] == "abc123"

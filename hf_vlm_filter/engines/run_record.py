@@ -74,7 +74,8 @@ class FilterRun:
 
     Example:
         >>> from hf_vlm_filter import VLMJudge
-        >>> judge = VLMJudge("./judge")
+        >>> from hf_vlm_filter.models.tiny import save_tiny_model
+        >>> judge = VLMJudge(str(save_tiny_model("/tmp/tiny-judge")))
         >>> rule = KeepRule.from_thresholds(judge, {"judge_score": 9.0})
         >>> run = FilterRun.of(RunContext("user/pairs"), judge, rule)
         >>> run.scorers[0].name, run.to_dict()["thresholds"], FilterRun.from_dict(run.to_dict()) == run

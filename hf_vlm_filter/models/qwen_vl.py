@@ -24,6 +24,10 @@ from .loading import is_local, load_or_explain
 from .vision_attention import use_packed_vision_attention
 
 IMAGE_PROCESSOR_FILE = "preprocessor_config.json"
+#: Budgets a Qwen-VL image processor has when nobody chose one: the published Qwen2-VL-2B-Instruct
+#: files (56² to 28²·16384 pixels) and today's transformers default (56² to 28²·1280). A checkpoint
+#: holding one of these records no training budget of its own.
+FAMILY_DEFAULT_BUDGETS = frozenset({(56 * 56, 28 * 28 * 16384), (56 * 56, 28 * 28 * 1280)})
 
 
 def load_qwen_vl_processors(
@@ -38,6 +42,27 @@ def load_qwen_vl_processors(
     image_processor = load_or_explain(AutoImageProcessor.from_pretrained, source, f"{what} image processor",
                                       revision=revision, backend="pil", **budget)
     return tokenizer, image_processor
+
+
+def pixel_budget(image_processor: Any) -> tuple[int, int]:
+    """``(min_pixels, max_pixels)`` of a loaded Qwen-VL image processor (whatever file layout it came from)."""
+    size = image_processor.size
+    return int(size.shortest_edge), int(size.longest_edge)
+
+
+def recorded_pixel_budget(image_processor: Any) -> tuple[int, int] | None:
+    """The budget a checkpoint was trained at, as its image processor records it; ``None`` when it
+    holds only the model family's default (:data:`FAMILY_DEFAULT_BUDGETS`).
+
+    Example:
+        >>> from transformers.models.qwen2_vl import Qwen2VLImageProcessorPil
+        >>> recorded_pixel_budget(Qwen2VLImageProcessorPil(min_pixels=4 * 28 * 28, max_pixels=16 * 28 * 28))
+        (3136, 12544)
+        >>> recorded_pixel_budget(Qwen2VLImageProcessorPil()) is None
+        True
+    """
+    budget = pixel_budget(image_processor)
+    return None if budget in FAMILY_DEFAULT_BUDGETS else budget
 
 
 def ships_image_processor(source: str, revision: str | None) -> bool:

@@ -46,7 +46,13 @@ from ..models.judge_prompt import (
     prompt_text,
 )
 from ..models.loading import resolve_device, resolve_dtype
-from ..models.qwen_vl import load_qwen_vl_model, load_qwen_vl_processors, ships_image_processor
+from ..models.qwen_vl import (
+    load_qwen_vl_model,
+    load_qwen_vl_processors,
+    pixel_budget,
+    recorded_pixel_budget,
+    ships_image_processor,
+)
 from ..models.qwen_vl_inputs import PreparedPair, QwenVLPromptBuilder, multimodal_position_ids
 from ..models.score_readout import digit_token_ids, expected_score, parse_generated_score, score_distribution
 from .base import Batch, Scorer
@@ -68,8 +74,11 @@ class JudgeConfig(PipelineFields, CaptionFields, ImageFields, ScorerConfig):
         processor: where the tokenizer and image processor come from; ``None`` uses ``model`` and,
             when it ships none, ``Qwen/Qwen2-VL-2B-Instruct`` as the seed does.
         mode: ``"fast"`` or ``"reference"`` (see the module docstring).
-        min_pixels: lower bound of the image pixel budget (images are resized into the budget).
-        max_pixels: upper bound of the image pixel budget (``448 * 448`` for a 448x448 budget).
+        min_pixels: lower bound of the image pixel budget (images are resized into the budget);
+            ``None``: the budget the checkpoint's image processor records (a judge trained with
+            ``train_judge`` records its own), else the seed's 256·28².
+        max_pixels: upper bound of the pixel budget (``448 * 448`` for a 448x448 budget); ``None``:
+            the checkpoint's recorded one, else the seed's 1280·28².
         max_caption_tokens: captions are truncated to this many tokens.
         max_new_tokens: generation cap in reference mode.
         return_probs: fast mode: also write ``judge_probs`` (probabilities of scores 1..10).
@@ -85,8 +94,8 @@ class JudgeConfig(PipelineFields, CaptionFields, ImageFields, ScorerConfig):
     group_by_length: bool = True
     processor: str | None = None
     mode: str = "fast"
-    min_pixels: int = MIN_PIXELS
-    max_pixels: int = MAX_PIXELS
+    min_pixels: int | None = None
+    max_pixels: int | None = None
     max_caption_tokens: int = 512
     max_new_tokens: int = 512
     return_probs: bool = False
@@ -97,8 +106,12 @@ class JudgeConfig(PipelineFields, CaptionFields, ImageFields, ScorerConfig):
         super().validate()
         if self.mode not in MODES:
             raise ValueError(f"mode must be one of {MODES}, not {self.mode!r}")
-        if not 0 < self.min_pixels <= self.max_pixels:
-            raise ValueError(f"need 0 < min_pixels <= max_pixels, got {self.min_pixels}, {self.max_pixels}")
+        for name in ("min_pixels", "max_pixels"):
+            value = getattr(self, name)
+            if value is not None and value < 1:
+                raise ValueError(f"{name} must be positive, got {value}")
+        if self.min_pixels is not None and self.max_pixels is not None and self.min_pixels > self.max_pixels:
+            raise ValueError(f"need min_pixels <= max_pixels, got {self.min_pixels}, {self.max_pixels}")
         if self.max_caption_tokens < 1 or self.max_new_tokens < 1:
             raise ValueError("max_caption_tokens and max_new_tokens must be positive")
 
@@ -113,6 +126,12 @@ class _Preprocessing:
             source, revision = BASE_MODEL, None
         self.tokenizer, self.image_processor = load_qwen_vl_processors(
             source, revision, min_pixels=config.min_pixels, max_pixels=config.max_pixels, what="judge")
+        budget = judge_pixel_budget(config, self.image_processor)
+        if budget != pixel_budget(self.image_processor):
+            self.tokenizer, self.image_processor = load_qwen_vl_processors(
+                source, revision, min_pixels=budget[0], max_pixels=budget[1], what="judge")
+        #: The ``(min_pixels, max_pixels)`` the judge reads images at.
+        self.pixel_budget = budget
         prefix = FAST_ASSISTANT_PREFIX if config.mode == "fast" else ""
         self.builder = QwenVLPromptBuilder(
             self.tokenizer,
@@ -123,6 +142,18 @@ class _Preprocessing:
             assistant_prefix=prefix,
         )
         self.digits = digit_token_ids(self.tokenizer)
+
+
+def judge_pixel_budget(config: JudgeConfig, image_processor: Any) -> tuple[int, int]:
+    """The budget a judge reads at: each bound as given, else the checkpoint's recorded budget
+    (:func:`~hf_vlm_filter.models.qwen_vl.recorded_pixel_budget`), else the seed's."""
+    recorded = recorded_pixel_budget(image_processor) or (MIN_PIXELS, MAX_PIXELS)
+    low = config.min_pixels if config.min_pixels is not None else recorded[0]
+    high = config.max_pixels if config.max_pixels is not None else recorded[1]
+    if low > high:
+        raise ValueError(f"the pixel budget is empty: min_pixels {low} > max_pixels {high} "
+                         f"(the checkpoint records {recorded}); give both bounds")
+    return low, high
 
 
 class VLMJudge(Scorer):
@@ -168,6 +199,7 @@ class VLMJudge(Scorer):
     def card_facts(self) -> list[dict[str, Any]]:
         facts = super().card_facts()
         facts[0]["prompt"] = prompt_text()
+        facts[0]["min_pixels"], facts[0]["max_pixels"] = self.preprocessing.pixel_budget
         return facts
 
     # ---- the scorer hooks -------------------------------------------------------------------
