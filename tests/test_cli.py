@@ -24,6 +24,11 @@ SAMPLE_ROWS = json.loads(SAMPLE.read_text())
 SAMPLE_ERRORS = {11: "empty caption", 12: "image file not found", 13: "corrupt or truncated image"}
 
 
+def written(path: str) -> str:
+    """How the output records a sample image path: absolute, so it holds outside the sample's folder."""
+    return str((SAMPLE.parent / path).resolve())
+
+
 def run_cli(*args: str) -> None:
     assert main(list(args)) == 0
 
@@ -38,7 +43,7 @@ def read(out: Path) -> list[dict]:
 
 
 def check_sample_rows(rows: list[dict], count: int) -> None:
-    assert [r["image_path"] for r in rows] == [r["image_path"] for r in SAMPLE_ROWS[:count]]
+    assert [r["image_path"] for r in rows] == [written(r["image_path"]) for r in SAMPLE_ROWS[:count]]
     assert [r["caption"] for r in rows] == [r["caption"] for r in SAMPLE_ROWS[:count]]
     for index, row in enumerate(rows):
         reason = SAMPLE_ERRORS.get(index)
@@ -85,7 +90,7 @@ def test_filter_sample(tiny_judge_path, tmp_path, streaming):
     threshold = sorted(s for s in scores if not math.isnan(s))[-4]  # keeps the top 4 (ties aside)
     run_cli("filter", str(SAMPLE), "--model", tiny_judge_path, "--out", str(kept), "--threshold", str(threshold), *flag)
     rows = read(kept)
-    expected = [r["image_path"] for r, s in zip(SAMPLE_ROWS, scores) if s >= threshold]
+    expected = [written(r["image_path"]) for r, s in zip(SAMPLE_ROWS, scores) if s >= threshold]
     assert [r["image_path"] for r in rows] == expected and len(rows) >= 4
     assert all(r["judge_score"] >= threshold for r in rows)
     assert f"kept        {len(rows)} (" in (kept / "summary.txt").read_text()
@@ -191,7 +196,8 @@ def test_streaming_job_flags(tiny_judge_path, tmp_path, capsys):
     shards = sorted(p.name for p in (out / "data").glob("*.parquet"))
     assert shards == [f"train-r000-0000{i}.parquet" for i in range(3)]  # 11 scored rows kept: 4 + 4 + 3
     assert [len(pq.read_table(out / "data" / name)) for name in shards] == [4, 4, 3]
-    assert [r["image_path"] for r in read(out)] == [r["image_path"] for i, r in enumerate(SAMPLE_ROWS) if i not in SAMPLE_ERRORS]
+    assert [r["image_path"] for r in read(out)] == [written(r["image_path"]) for i, r in enumerate(SAMPLE_ROWS)
+                                                   if i not in SAMPLE_ERRORS]
     card = (out / "README.md").read_text()
     assert "hf-vlm-filter filter" in card and "--shard-rows 4" in card and (out / "score_histogram.png").is_file()
     # The folder now holds a finished job: running again without --resume is refused, with --resume it is a no-op.

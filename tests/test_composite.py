@@ -134,7 +134,7 @@ def test_cli_compact_and_clip(tiny_judge_path, tiny_clip_path, tmp_path, streami
     scored = tmp_path / "scored"
     assert main(["score", str(SAMPLE), *models, "--out", str(scored), *flag]) == 0
     rows = read(scored)
-    assert [r["image_path"] for r in rows] == [r["image_path"] for r in SAMPLE_ROWS]
+    assert [r["image_path"] for r in rows] == [str((SAMPLE.parent / r["image_path"]).resolve()) for r in SAMPLE_ROWS]
     good = [r for r in rows if r["judge_error"] == ""]
     assert len(good) == 11 and all(r["clip_error"] == "" and -1 <= r["clip_score"] <= 1 for r in good)
     assert [r["judge_error"].split(":")[0] for r in rows] == [r["clip_error"].split(":")[0] for r in rows]

@@ -14,12 +14,14 @@ Subcommands: ``score`` / ``filter`` (:mod:`.score_filter`), ``visa-select`` (:mo
 ``tiny-model`` (a tiny random judge for offline smoke runs), ``scorers`` (the registry as a table).
 The ``--scorer`` choices and the per-scorer flags come from the registry
 (:mod:`hf_vlm_filter.scorers.registry`). Exit codes: 0 success, 1 checkpoint unavailable, 2 bad
-arguments or source, 3 Hub upload failed or job state refused.
+arguments or source, 3 Hub upload failed or job state refused, 4 the output could not be written
+(disk full, read-only folder), 130 interrupted (Ctrl-C; a streaming job prints its ``--resume`` command).
 """
 
 from __future__ import annotations
 
 import argparse
+import errno
 import shlex
 import sys
 from collections.abc import Sequence
@@ -32,6 +34,9 @@ PROG = "hf-vlm-filter"
 #: Modules that add subcommands: each has ``register(commands)``, which adds its parsers and sets
 #: ``handler=callable(args) -> exit code`` as their default.
 COMMAND_MODULES = (score_filter, visa_select)
+
+#: ``OSError`` numbers that mean the output cannot be written (exit code 4).
+WRITE_ERRORS = {errno.ENOSPC, errno.EROFS, errno.EACCES, errno.EDQUOT, errno.EFBIG}
 
 __all__ = ["PROG", "UsageError", "build_parser", "main"]
 
@@ -61,10 +66,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     from ..models.loading import CheckpointUnavailableError
 
     argv = list(sys.argv[1:] if argv is None else argv)
+    args = None
     try:
         args = build_parser().parse_args(argv)
         args.command_line = " ".join([PROG, *(shlex.quote(arg) for arg in argv)])
         return args.handler(args)
+    except KeyboardInterrupt:
+        print(f"{PROG}: interrupted", file=sys.stderr)
+        if getattr(args, "streaming", False):
+            again = args.command_line if "--resume" in argv else f"{args.command_line} --resume"
+            print(f"{PROG}: the job is checkpointed in {args.out}; continue it with:\n  {again}", file=sys.stderr)
+        return 130
     except CheckpointUnavailableError as exc:
         print(f"{PROG}: {exc}", file=sys.stderr)
         return 1
@@ -75,6 +87,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         message = exc.args[0] if isinstance(exc, KeyError) and exc.args else exc
         print(f"{PROG}: error: {message}", file=sys.stderr)
         return 2
+    except OSError as exc:
+        if exc.errno not in WRITE_ERRORS:
+            raise
+        where = f" ({exc.filename})" if exc.filename else ""
+        hint = "; free space or fix the folder, then run the same command with --resume" if getattr(
+            args, "streaming", False) else "; free space or fix the folder and run again"
+        print(f"{PROG}: error: could not write the output{where}: {exc.strerror}{hint}", file=sys.stderr)
+        return 4
 
 
 def _tiny_model(args: argparse.Namespace) -> int:

@@ -57,6 +57,13 @@ def register(commands: Any) -> None:
             sub.add_argument("--bottom-fraction", action="append", default=[], metavar="[COLUMN=]F",
                              help="keep the F fraction of rows with the lowest COLUMN (default the first score)")
             sub.add_argument("--keep-errors", action="store_true", help="also keep rows that could not be scored")
+            sub.add_argument("--rescore", action="store_true",
+                             help="score again even when the source already holds every score column")
+        sub.add_argument("--image-root", type=Path, default=None,
+                         help="folder relative image paths are resolved against (default: the source's folder)")
+        sub.add_argument("--embed-images", action="store_true",
+                         help="write each image's bytes into the output's `image` column (Image feature), "
+                              "so the output carries its pixels; by default image paths are written absolute")
         sub.add_argument("--push-to", default=None, metavar="REPO",
                          help="publish the result as Hub dataset REPO with a dataset card (streaming: shard by shard)")
         sub.add_argument("--shard-rows", type=int, default=DEFAULT_SHARD_ROWS,
@@ -70,7 +77,9 @@ def register(commands: Any) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """The ``score`` / ``filter`` subcommands: build, check, load, run an engine, write, summarise."""
+    from ..inputs.portable import PortableImages
     from ..inputs.sources import load_source
+    from ..scorers.precomputed import PrecomputedScores
 
     options = JobOptions(batch_size=args.batch_size, shard_rows=args.shard_rows, max_shard_bytes=args.max_shard_bytes)
     if args.resume and not args.streaming:
@@ -80,8 +89,17 @@ def run(args: argparse.Namespace) -> int:
     names = scorer_names(args)
     models = _models(args, names)
     dataset, image_root = load_source(args.source, split=args.split, streaming=args.streaming, limit=args.limit)
+    if args.image_root is not None:
+        if not args.image_root.is_dir():
+            raise UsageError(f"--image-root {str(args.image_root)!r} is not a folder")
+        image_root = str(args.image_root)
+    output = PortableImages(tuple(_image_columns(args, dataset)), image_root, args.embed_images)
     members = [_build_scorer(name, models[name], args, image_root) for name in names]
     scorer = members[0] if len(members) == 1 else _composite(members)
+    if args.command == "filter" and not args.rescore and PrecomputedScores.available(scorer, dataset.column_names):
+        scorer = PrecomputedScores(scorer)
+        print(f"the source holds {', '.join(s.column for s in scorer.score_specs)}: filtering on those scores "
+              "(--rescore computes them again)")
     rule = keep_rule(args, scorer) if args.command == "filter" else KeepRule()
     if args.streaming and rule.needs_whole_column:
         raise UsageError("--top-fraction / --bottom-fraction need every row's score: run without --streaming "
@@ -95,10 +113,10 @@ def run(args: argparse.Namespace) -> int:
     scorer.load()  # fail now, with the checkpoint's own message, rather than inside map
     args.out.mkdir(parents=True, exist_ok=True)
     if args.streaming:
-        return _run_job(dataset, scorer, rule, context, options, args)
+        return _run_job(dataset, scorer, rule, context, options, output, args)
     from ..engines.in_memory import run_in_memory
 
-    result = run_in_memory(dataset, scorer, rule, context, options)
+    result = run_in_memory(dataset, scorer, rule, context, options, output=output)
     result.kept.to_parquet(str(args.out / DATA_FILE))
     text = result.summary.render()
     (args.out / SUMMARY_FILE).write_text(text + "\n", encoding="utf-8")
@@ -112,7 +130,7 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-def _run_job(dataset: Any, scorer: Any, rule: KeepRule, context: RunContext, options: JobOptions,
+def _run_job(dataset: Any, scorer: Any, rule: KeepRule, context: RunContext, options: JobOptions, output: Any,
              args: argparse.Namespace) -> int:
     """``--streaming``: the resumable shard-writing job (one per torchrun rank), then its card."""
     from ..engines.torchrun import run_distributed_job
@@ -121,7 +139,7 @@ def _run_job(dataset: Any, scorer: Any, rule: KeepRule, context: RunContext, opt
     publisher = HubPublisher(args.push_to) if args.push_to else None
     finisher = publisher or DatasetCardWriter()
     result = run_distributed_job(dataset, scorer, args.out, context, rule, options, resume=args.resume,
-                                 publisher=publisher, finishers=[finisher])
+                                 publisher=publisher, finishers=[finisher], output=output)
     if result is None:  # a rank other than 0: its shards are written, rank 0 writes the card
         print(f"rank done: shards in {args.out / 'data'}; rank 0 writes the card")
         return 0
@@ -221,6 +239,12 @@ def _build_scorer(name: str, model: str | None, args: argparse.Namespace, image_
         for option in sorted(options, key=len, reverse=True):
             message = message.replace(option, "--" + option.replace("_", "-"))
         raise UsageError(message) from None
+
+
+def _image_columns(args: argparse.Namespace, dataset: Any) -> list[str]:
+    """The source's image columns: ``--image-column``, else ``image``, and the seed layout's ``image_path``."""
+    wanted = [args.image_column] if args.image_column else ["image", "image_path"]
+    return [column for column in wanted if column in (dataset.column_names or [])]
 
 
 def _composite(members: list[Any]) -> Any:

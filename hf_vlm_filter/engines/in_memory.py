@@ -19,6 +19,7 @@ Example:
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -44,11 +45,21 @@ class InMemoryResult:
 
 
 def run_in_memory(dataset: Any, scorer: Any, rule: KeepRule, context: RunContext,
-                  options: JobOptions = JobOptions()) -> InMemoryResult:
-    """Score ``dataset`` (a ``datasets.Dataset``) with ``scorer`` and keep the rows ``rule`` keeps."""
+                  options: JobOptions = JobOptions(), output: Callable[[Any], Any] | None = None) -> InMemoryResult:
+    """Score ``dataset`` (a ``datasets.Dataset``) with ``scorer`` and keep the rows ``rule`` keeps.
+
+    ``output`` transforms the kept rows before they are returned (e.g.
+    :class:`~hf_vlm_filter.inputs.portable.PortableImages`: image paths that hold outside the source).
+    """
     rule.check_columns(scorer)
     started = time.perf_counter()
-    scored = map_with_scorer(dataset, scorer, batch_size=options.batch_size)
+    if len(dataset):
+        scored = map_with_scorer(dataset, scorer, batch_size=options.batch_size)
+    else:  # ``map`` adds no column to an empty dataset: give it the declared schema, no rows
+        from datasets import Dataset
+
+        features = scorer.output_features(dataset.features)
+        scored = Dataset.from_dict({name: [] for name in features}, features=features)
     specs = scorer.score_specs
     columns = [name for spec in specs for name in (spec.column, spec.error_column)]
     table = scored.select_columns(list(dict.fromkeys(columns))).with_format(None)[:]
@@ -58,6 +69,8 @@ def run_in_memory(dataset: Any, scorer: Any, rule: KeepRule, context: RunContext
     if applied.is_filter:
         keep = [index for index, verdict in enumerate(verdicts) if not verdict]
         kept = scored.select(keep)
+    if output is not None:
+        kept = output(kept)
     summary = RunSummary.for_scorer(scorer, applied)
     summary.add(table, verdicts)
     summary.elapsed_seconds = time.perf_counter() - started

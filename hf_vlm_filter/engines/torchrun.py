@@ -31,7 +31,7 @@ from __future__ import annotations
 import logging
 import os
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -192,6 +192,7 @@ def run_distributed_job(
     resume: bool = False,
     publisher: ShardPublisher | None = None,
     finishers: Sequence[JobFinisher] = (),
+    output: Callable[[Any], Any] | None = None,
 ) -> JobResult | None:
     """Run this rank's part of a streaming job; on rank 0, wait for all ranks and finalize.
 
@@ -213,7 +214,7 @@ def run_distributed_job(
     if world_size > 1:
         scorer = on_local_device(scorer)
     run_streaming_filter(dataset, scorer, out_dir, context, rule, options, resume=resume, rank=rank,
-                         world_size=world_size, publisher=publisher)
+                         world_size=world_size, publisher=publisher, output=output)
     if world_size > 1:
         if group:
             barrier(out_dir, world_size)

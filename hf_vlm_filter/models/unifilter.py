@@ -25,7 +25,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from .loading import load_or_explain, is_local, resolve_device, resolve_dtype
+from .loading import CheckpointUnavailableError, is_local, load_or_explain, resolve_device, resolve_dtype
 
 IMAGE_TOKEN_INDEX = -200
 DEFAULT_IMAGE_TOKEN = "<image>"
@@ -310,6 +310,10 @@ def load_unifilter(path_or_id: str, dtype: str | torch.dtype | None = None, devi
         else:
             ours[mapped] = tensor
     expected = model.state_dict()
+    if not any(name.startswith("vision_tower.") for name in ours):
+        # The published scoring code builds the tower with delay_load and reads it from
+        # ``mm_vision_tower``, never from the checkpoint: a checkpoint may omit the frozen tower.
+        ours.update(tower_weights(spec))
     unexpected += [ours_to_published(n) for n in ours if n not in expected and not n.startswith(_OPTIONAL_VISION)]
     missing = [ours_to_published(n) for n in expected if n not in ours and not n.startswith(_OPTIONAL_VISION)]
     if missing or unexpected:
@@ -323,6 +327,17 @@ def load_unifilter(path_or_id: str, dtype: str | torch.dtype | None = None, devi
         raise UniFilterWeightsError(f"{path_or_id!r}: weight shapes do not match its config.json: {_preview(shapes)}")
     model.load_state_dict({n: t for n, t in ours.items() if n in expected}, strict=False)
     return model.to(device=resolved_device, dtype=resolved_dtype).eval()
+
+
+def tower_weights(spec: UniFilterSpec) -> dict[str, torch.Tensor]:
+    """The SigLIP tower's weights under our names, from ``mm_vision_tower`` (a folder beside or in
+    the checkpoint, or a Hub id) loaded with ``SiglipVisionModel.from_pretrained``, as the reference does."""
+    from transformers import SiglipVisionModel
+
+    source = str(spec.vision_folder() or spec.vision_tower_source())
+    tower = load_or_explain(SiglipVisionModel.from_pretrained, source, "UniFilter vision tower (mm_vision_tower)")
+    inner = getattr(tower, "vision_model", tower)
+    return {f"vision_tower.{name}": tensor for name, tensor in inner.state_dict().items()}
 
 
 def _preview(names: list[str], limit: int = 6) -> str:
@@ -343,6 +358,13 @@ def load_unifilter_processors(spec: UniFilterSpec) -> tuple[Any, Any]:
     for folder in (spec.folder, spec.vision_folder()):
         if folder is not None and (folder / "preprocessor_config.json").is_file():
             return tokenizer, SiglipImageProcessorPil.from_pretrained(folder)
+    tower = spec.vision_tower_source()
+    try:  # the tower's own processor, with its resample settings, as the reference loads it
+        return tokenizer, load_or_explain(SiglipImageProcessorPil.from_pretrained, tower,
+                                          "UniFilter vision tower image processor")
+    except CheckpointUnavailableError:
+        if tower not in KNOWN_VISION_TOWERS:
+            raise
     return tokenizer, SiglipImageProcessorPil(size={"height": size, "width": size}, image_mean=[0.5] * 3,
                                               image_std=[0.5] * 3)
 

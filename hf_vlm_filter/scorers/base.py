@@ -109,6 +109,12 @@ class Scorer:
     preprocessing_fields: ClassVar[tuple[str, ...]] = ("model", "revision")
     #: Config fields that identify the weights (scorers agreeing on them share one loaded model).
     model_fields: ClassVar[tuple[str, ...]] = ("model", "revision")
+    #: Config fields naming checkpoints (local folders or Hub ids) whose contents are part of the
+    #: scorer's identity: new weights in the same folder change its fingerprint and reload its model.
+    checkpoint_fields: ClassVar[tuple[str, ...]] = ("model",)
+    #: ``model_type`` s of the checkpoints this scorer reads (``None``: any); a local folder holding
+    #: another kind is refused when the scorer loads, with one clear line.
+    model_types: ClassVar[tuple[str, ...] | None] = None
     #: Options of this scorer the CLI exposes as flags (``--max-pixels`` for ``max_pixels``...).
     cli_fields: ClassVar[tuple[str, ...]] = ()
     #: Cap on the background workers picked automatically (``prefetch_workers=None``) on a GPU
@@ -268,12 +274,21 @@ class Scorer:
         return self.with_options(device=device)
 
     # ---- loading (shared by every scorer with a model) ------------------------------------
+    def checkpoint_identity(self) -> tuple[str | None, ...]:
+        """What the checkpoints behind :attr:`checkpoint_fields` are now (a digest of a local folder's
+        files, a Hub commit): part of the fingerprint and of the model and processor cache keys."""
+        from ..models.loading import checkpoint_identity
+
+        revision = getattr(self.config, "revision", None)
+        return tuple(checkpoint_identity(getattr(self.config, name, None), revision) for name in self.checkpoint_fields)
+
     @property
     def preprocessing(self) -> Any:
-        """The tokenizer / processor bundle of :attr:`preprocessing_class`, built once per process."""
+        """The tokenizer / processor bundle of :attr:`preprocessing_class`, built once per process
+        (and again when the checkpoint changes)."""
         if self.preprocessing_class is None:
             return None
-        key = tuple(getattr(self.config, name) for name in self.preprocessing_fields)
+        key = (*(getattr(self.config, name) for name in self.preprocessing_fields), self.checkpoint_identity())
         return self.shared(self.preprocessing_class, key)
 
     def load_processors(self) -> Any:
@@ -281,8 +296,9 @@ class Scorer:
         return self.preprocessing
 
     def model_key(self) -> tuple:
-        """The config values that identify the weights (:attr:`model_fields`)."""
-        return tuple(getattr(self.config, name, None) for name in self.model_fields)
+        """The config values that identify the weights (:attr:`model_fields`) and what the
+        checkpoints are now (:meth:`checkpoint_identity`)."""
+        return (*(getattr(self.config, name, None) for name in self.model_fields), self.checkpoint_identity())
 
     def model(self, rank: int | None = None) -> Any:
         """The model for ``rank`` (GPU ``rank % device_count``), loaded once per process and shared.
@@ -301,8 +317,20 @@ class Scorer:
     def has_model(self) -> bool:
         return type(self).load_model is not Scorer.load_model
 
+    def check_checkpoint_kind(self) -> None:
+        """Refuse a local checkpoint of another kind (a CLIP folder given to the judge) before loading it."""
+        from ..models.loading import CheckpointUnavailableError, local_model_type
+
+        model = getattr(self.config, "model", None)
+        kind = local_model_type(model) if self.model_types and model else None
+        if kind is not None and kind not in self.model_types:
+            raise CheckpointUnavailableError(
+                f"{model!r} holds a {kind!r} checkpoint; the {self.name} scorer reads {' / '.join(self.model_types)} "
+                "checkpoints (pick another --scorer, or point --model at such a checkpoint)")
+
     def load(self, rank: int | None = None) -> Any:
         """Load processors and model now (so a bad id or an offline Hub fails here); returns the model."""
+        self.check_checkpoint_kind()
         self.load_processors()
         return self.model(rank) if self.has_model() else None
 
@@ -355,7 +383,11 @@ class Scorer:
         return tuple(item.name for item in dataclasses.fields(cls.config_class))
 
     def __getstate__(self) -> dict[str, Any]:
-        return {"config": self.config}
+        """The config, and what its checkpoints are now: ``datasets`` fingerprints this, so scores
+        cached for old weights are not reused after new ones are written into the same folder."""
+        if not self.has_model():
+            return {"config": self.config}
+        return {"config": self.config, "checkpoint": self.checkpoint_identity()}
 
     def __setstate__(self, state: dict[str, Any]) -> None:
         self.config = state["config"]

@@ -137,5 +137,5 @@ def _check_device(device: str) -> None:
 
     try:
         torch.device(device)
-    except (RuntimeError, TypeError) as exc:
-        raise ValueError(f"unknown device {device!r}; use cuda, cuda:N or cpu ({exc})") from None
+    except (RuntimeError, TypeError):
+        raise ValueError(f"unknown device {device!r}; use cuda, cuda:N or cpu") from None

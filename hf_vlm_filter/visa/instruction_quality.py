@@ -99,6 +99,7 @@ class InstructionQuality(Scorer):
     name = "visa-pt-im"
     summary = "ViSA instruction quality: answer difficulty (PT) and image-answer information (IM) (arXiv 2502.19917)"
     config_class = InstructionQualityConfig
+    model_types = ("qwen2_vl", "qwen2_5_vl", "qwen3_vl")
     score_range = (0.0, None)
     input_fields = ("image_column", "conversations_column")
     preprocessing_class = _Preprocessing

@@ -156,6 +156,7 @@ class ObjectTagCounter(Scorer):
     name = "visa-oa-counts"
     summary = "ViSA object alignment, pass 1: Grounding DINO tag counts (arXiv 2502.19917)"
     config_class = ObjectAlignmentConfig
+    model_types = ("grounding-dino",)
     score_range = (0.0, None)
     input_fields = ("image_column",)
     preprocessing_class = _Preprocessing

@@ -82,6 +82,7 @@ class InformationRichness(Scorer):
     name = "visa-dp"
     summary = "ViSA information richness: a VLM's expected 1-5 rating (arXiv 2502.19917)"
     config_class = RichnessConfig
+    model_types = ("qwen2_vl", "qwen2_5_vl", "qwen3_vl")
     score_range = (1.0, 5.0)
     input_fields = ("image_column",)
     preprocessing_class = _Preprocessing

@@ -102,6 +102,7 @@ class SegmentationComplexity(Scorer):
     name = "visa-sc"
     summary = "ViSA segmentation complexity: SAM masks over 0.5% of the image (arXiv 2502.19917)"
     config_class = SegmentationConfig
+    model_types = ("sam",)
     score_range = (0.0, None)
     input_fields = ("image_column",)
     preprocessing_class = staticmethod(_load_sam_processor)

@@ -55,7 +55,7 @@ import logging
 import math
 import os
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Protocol
@@ -129,7 +129,7 @@ class JobResult:
 
 
 def job_identity(context: RunContext, scorer: Any, rule: KeepRule, options: JobOptions, world_size: int,
-                 publisher: ShardPublisher | None) -> dict[str, Any]:
+                 publisher: ShardPublisher | None, output: Any = None) -> dict[str, Any]:
     """Everything that decides the output of a job, JSON-ready: a resumed job must match it."""
     where = asdict(context)
     where.pop("command")
@@ -139,6 +139,7 @@ def job_identity(context: RunContext, scorer: Any, rule: KeepRule, options: JobO
         "configs": [{"class": type(member).__name__, **identity(member.config)} for member in scorer.members()],
         "options": options.identity(), "world_size": world_size,
         "publisher": publisher.target if publisher is not None else None,
+        "output": output.to_dict() if hasattr(output, "to_dict") else (repr(output) if output is not None else None),
     }
 
 
@@ -154,8 +155,12 @@ def run_streaming_filter(
     rank: int | None = None,
     world_size: int | None = None,
     publisher: ShardPublisher | None = None,
+    output: Callable[[Any], Any] | None = None,
 ) -> RankState:
     """Score this rank's part of the ``IterableDataset`` ``dataset`` into ``out_dir`` under ``rule``.
+
+    ``output`` transforms the scored stream before its rows are kept and written (e.g.
+    :class:`~hf_vlm_filter.inputs.portable.PortableImages`).
 
     Returns the final :class:`RankState`. Raises :class:`JobStateError` when ``out_dir`` already
     holds this rank's state and ``resume`` is false, or when the saved job differs from this one;
@@ -171,14 +176,14 @@ def run_streaming_filter(
     rule.check_columns(scorer)
     rank, world_size = node_rank(rank, world_size)
     out_dir = Path(out_dir)
-    job = job_identity(context, scorer, rule, options, world_size, publisher)
+    job = job_identity(context, scorer, rule, options, world_size, publisher, output)
     state = _start_state(out_dir, rank, world_size, job, resume)
     if publisher is not None:
         publisher.open()
         _publish_pending(state, out_dir, publisher)
     if state.done:
         return state
-    writer = _RankWriter(dataset, scorer, out_dir, state, rule, options, publisher)
+    writer = _RankWriter(dataset, scorer, out_dir, state, rule, options, publisher, output)
     writer.run()
     return state
 
@@ -312,7 +317,7 @@ class _RankWriter:
     """The scoring loop of one rank: batches in, shards and checkpoints out."""
 
     def __init__(self, dataset: Any, scorer: Any, out_dir: Path, state: RankState, rule: KeepRule,
-                 options: JobOptions, publisher: ShardPublisher | None) -> None:
+                 options: JobOptions, publisher: ShardPublisher | None, output: Callable[[Any], Any] | None) -> None:
         from datasets.distributed import split_dataset_by_node
 
         from ...scorers.base import map_with_scorer
@@ -322,6 +327,8 @@ class _RankWriter:
             _warn_if_every_rank_reads_every_row(dataset, state.world_size)
             dataset = split_dataset_by_node(dataset, rank=state.rank, world_size=state.world_size)
         scored = map_with_scorer(dataset, scorer, batch_size=options.batch_size)
+        if output is not None:
+            scored = output(scored)
         self.schema = scored.features.arrow_schema if scored.features is not None else None
         self.stream = scored.with_format("arrow")
         if state.dataset_state is not None:

@@ -10,10 +10,10 @@ from __future__ import annotations
 from pathlib import Path
 
 from .detection import save_tiny_grounding_dino, save_tiny_sam
-from .qwen2_vl import save_tiny_qwen2_vl
+from .qwen2_vl import save_tiny_qwen2_vl, to_transformers_4_layout
 from .tokenizers import QWEN_SPECIAL_TOKENS, tiny_clip_tokenizer, tiny_gpt2_tokenizer, tiny_qwen_tokenizer
 from .towers import save_tiny_clip, save_tiny_gpt2, save_tiny_siglip
-from .unifilter import save_tiny_unifilter
+from .unifilter import move_tower_out, save_tiny_unifilter
 
 _WRITERS = {
     "compact_vlm": save_tiny_qwen2_vl,
@@ -26,12 +26,17 @@ _WRITERS = {
     "grounding_dino": save_tiny_grounding_dino,
 }
 KINDS = tuple(_WRITERS)
+#: File layouts a kind can be written in besides today's: ``"transformers-4"`` (a Qwen2-VL judge as
+#: transformers 4.4x saved it, like the published checkpoints), ``"external-tower"`` (a UniFilter
+#: checkpoint without its frozen SigLIP tower, which ``mm_vision_tower`` names, as published code reads it).
+LAYOUTS = {"compact_vlm": ("transformers-5", "transformers-4"), "unifilter": ("published", "external-tower"),
+           "unifilter_classifier": ("published", "external-tower")}
 
 __all__ = ["KINDS", "QWEN_SPECIAL_TOKENS", "save_tiny_model", "tiny_clip_tokenizer", "tiny_gpt2_tokenizer",
            "tiny_qwen_tokenizer"]
 
 
-def save_tiny_model(out_dir: str | Path, kind: str = "compact_vlm", seed: int = 0) -> Path:
+def save_tiny_model(out_dir: str | Path, kind: str = "compact_vlm", seed: int = 0, layout: str | None = None) -> Path:
     """Write a complete tiny random checkpoint of ``kind`` to ``out_dir`` and return the path.
 
     ``kind="compact_vlm"``: a Qwen2-VL judge (weights, config, tokenizer with chat template,
@@ -45,6 +50,10 @@ def save_tiny_model(out_dir: str | Path, kind: str = "compact_vlm", seed: int = 
     layout (Qwen2 ``config.json`` with ``mm_*`` keys, published weight names, tokenizer, and the SigLIP
     tower's config + preprocessor in the ``mm_vision_tower`` sub-folder), with a regression head
     (``num_labels=1``) or a 4-class head, for :class:`~hf_vlm_filter.scorers.unifilter_score.UniFilterScorer`.
+    ``layout``: ``"transformers-4"`` writes the judge in the file layout transformers 4.4x saved (the
+    published checkpoints' layout); ``"external-tower"`` writes a UniFilter checkpoint whose
+    safetensors omit the SigLIP tower, saved beside it in ``{out_dir}-tower`` and named by
+    ``mm_vision_tower`` (see :data:`LAYOUTS`).
     ``kind="sam"`` / ``kind="grounding_dino"``: a SamModel / GroundingDinoForObjectDetection with a PIL
     image processor (and a word-piece BERT tokenizer), for the ViSA agents in :mod:`hf_vlm_filter.visa`.
 
@@ -56,7 +65,14 @@ def save_tiny_model(out_dir: str | Path, kind: str = "compact_vlm", seed: int = 
     """
     if kind not in _WRITERS:
         raise ValueError(f"unknown kind {kind!r}; choose from {KINDS}")
+    layouts = LAYOUTS.get(kind, (None,))
+    if layout is not None and layout not in layouts:
+        raise ValueError(f"kind {kind!r} is written in layouts {layouts}, not {layout!r}")
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     _WRITERS[kind](out, seed)
+    if layout == "transformers-4":
+        to_transformers_4_layout(out)
+    elif layout == "external-tower":
+        move_tower_out(out)
     return out

@@ -41,3 +41,32 @@ def save_tiny_unifilter(out: Path, seed: int, num_labels: int = 1) -> None:
     vision.save_pretrained(out / tower)
     SiglipImageProcessorPil(size={"height": 42, "width": 42}, image_mean=[0.5] * 3,
                             image_std=[0.5] * 3).save_pretrained(out / tower)
+
+
+def move_tower_out(out: Path) -> Path:
+    """Turn a tiny UniFilter folder into the layout whose safetensors omit the frozen SigLIP tower:
+    the tower becomes a ``SiglipVisionModel`` checkpoint (weights, config, image processor) in the
+    sibling folder ``{out}-tower``, which ``mm_vision_tower`` names, as a Hub id would be named.
+    Returns the tower's folder."""
+    import json
+    import shutil
+
+    from safetensors.torch import load_file, save_file
+    from transformers import SiglipVisionConfig, SiglipVisionModel
+
+    config = json.loads((out / "config.json").read_text())
+    inside = out / config["mm_vision_tower"]
+    prefix = "model.vision_tower.vision_tower.vision_model."
+    weights = load_file(str(out / "model.safetensors"))
+    tower = SiglipVisionModel(SiglipVisionConfig.from_pretrained(inside))
+    getattr(tower, "vision_model", tower).load_state_dict(
+        {name[len(prefix):]: t for name, t in weights.items() if name.startswith(prefix)})
+    target = out.parent / f"{out.name}-tower"
+    tower.save_pretrained(target)
+    shutil.copy(inside / "preprocessor_config.json", target / "preprocessor_config.json")
+    shutil.rmtree(inside)
+    save_file({name: t for name, t in weights.items() if not name.startswith(prefix)}, str(out / "model.safetensors"),
+              metadata={"format": "pt"})
+    config["mm_vision_tower"] = str(target.resolve())
+    (out / "config.json").write_text(json.dumps(config, indent=2))
+    return target
