@@ -14,9 +14,6 @@ os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
 __all__ = ["jpeg_bytes", "png_bytes", "png_header_claiming", "random_image"]
 
 
-def pytest_configure(config) -> None:
-    config.addinivalue_line("markers", "slow: a test over ~10 s on 2 cores (`pytest -m 'not slow'` skips them)")
-
 
 @pytest.fixture(scope="session")
 def tiny_checkpoints(tmp_path_factory) -> TinyCheckpoints:

@@ -168,15 +168,13 @@ def test_limit_zero_is_an_empty_run(tiny_judge_path, tmp_path, capsys):
 
 @pytest.mark.parametrize("streaming", [False, True])
 def test_ctrl_c_is_one_line_and_names_the_resume_command(tiny_judge_path, tmp_path, capsys, monkeypatch, streaming):
-    from hf_vlm_filter.scorers import batching
+    from hf_vlm_filter.engines import in_memory, torchrun
 
     def interrupted(*args, **kwargs):
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(batching, "score_batch", interrupted)
-    from hf_vlm_filter.scorers import base
-
-    monkeypatch.setattr(base, "score_batch", interrupted)
+    monkeypatch.setattr(in_memory, "run_in_memory", interrupted)  # the engines the CLI runs: Ctrl-C mid-run
+    monkeypatch.setattr(torchrun, "run_distributed_job", interrupted)
     out = tmp_path / "job"
     argv = ["filter", str(SAMPLE), "--model", tiny_judge_path, "--threshold", "0", "--out", str(out)]
     assert main([*argv, *(["--streaming"] if streaming else [])]) == 130
@@ -189,9 +187,9 @@ def test_ctrl_c_is_one_line_and_names_the_resume_command(tiny_judge_path, tmp_pa
 
 
 def test_a_full_disk_is_one_line_and_the_job_resumes(tiny_judge_path, tmp_path, capsys, monkeypatch):
-    from hf_vlm_filter.engines.streaming import job
+    from hf_vlm_filter.engines import shard_formats
 
-    real, calls = job.atomic_write_table, {"n": 0}
+    real, calls = shard_formats.atomic_write_table, {"n": 0}
 
     def full_once(path, table):
         calls["n"] += 1
@@ -199,7 +197,7 @@ def test_a_full_disk_is_one_line_and_the_job_resumes(tiny_judge_path, tmp_path, 
             raise OSError(errno.ENOSPC, "No space left on device", str(path))
         return real(path, table)
 
-    monkeypatch.setattr(job, "atomic_write_table", full_once)
+    monkeypatch.setattr(shard_formats, "atomic_write_table", full_once)  # the second shard meets a full disk
     out = tmp_path / "job"
     argv = ["filter", str(SAMPLE), "--model", tiny_judge_path, "--threshold", "0", "--streaming", "--out", str(out),
             "--batch-size", "2", "--shard-rows", "2"]

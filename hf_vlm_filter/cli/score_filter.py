@@ -64,6 +64,12 @@ def register(commands: Any) -> None:
         sub.add_argument("--embed-images", action="store_true",
                          help="write each image's bytes into the output's `image` column (Image feature), "
                               "so the output carries its pixels; by default image paths are written absolute")
+        sub.add_argument("--format", choices=("parquet", "webdataset"), default="parquet",
+                         help="output format: Parquet (default), or WebDataset tar shards (original image bytes, "
+                              "the caption, a json member with every score and reason)")
+        sub.add_argument("--rejected-out", type=Path, default=None, metavar="DIR",
+                         help="filter: also write the dropped rows to DIR, in the same format, with dropped_by "
+                              "(the rule that dropped each, or error)")
         sub.add_argument("--push-to", default=None, metavar="REPO",
                          help="publish the result as Hub dataset REPO with a dataset card (streaming: shard by shard)")
         sub.add_argument("--shard-rows", type=int, default=DEFAULT_SHARD_ROWS,
@@ -77,6 +83,8 @@ def register(commands: Any) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """The ``score`` / ``filter`` subcommands: build, check, load, run an engine, write, summarise."""
+    from ..engines.options import OutputSpec
+    from ..engines.shard_formats import shard_format
     from ..inputs.portable import PortableImages
     from ..inputs.sources import load_source
     from ..scorers.precomputed import PrecomputedScores
@@ -84,17 +92,21 @@ def run(args: argparse.Namespace) -> int:
     options = JobOptions(batch_size=args.batch_size, shard_rows=args.shard_rows, max_shard_bytes=args.max_shard_bytes)
     if args.resume and not args.streaming:
         raise UsageError("--resume continues a --streaming job; add --streaming")
-    if args.out.exists() and not args.out.is_dir():
-        raise UsageError(f"--out {str(args.out)!r} exists and is not a folder")
+    for flag, folder in (("--out", args.out), ("--rejected-out", args.rejected_out)):
+        if folder is not None and folder.exists() and not folder.is_dir():
+            raise UsageError(f"{flag} {str(folder)!r} exists and is not a folder")
+    if args.rejected_out is not None and args.command != "filter":
+        raise UsageError("--rejected-out writes the rows a filter drops: use it with `filter`")
     names = scorer_names(args)
     models = _models(args, names)
+    prefixes = _prefixes(args, names)
     dataset, image_root = load_source(args.source, split=args.split, streaming=args.streaming, limit=args.limit)
     if args.image_root is not None:
         if not args.image_root.is_dir():
             raise UsageError(f"--image-root {str(args.image_root)!r} is not a folder")
         image_root = str(args.image_root)
-    output = PortableImages(tuple(_image_columns(args, dataset)), image_root, args.embed_images)
-    members = [_build_scorer(name, models[name], args, image_root) for name in names]
+    text_column = caption_column(args, names, dataset.column_names or [])
+    members = [_build_scorer(name, models[name], args, image_root, text_column, prefixes.get(name)) for name in names]
     scorer = members[0] if len(members) == 1 else _composite(members)
     if args.command == "filter" and not args.rescore and PrecomputedScores.available(scorer, dataset.column_names):
         scorer = PrecomputedScores(scorer)
@@ -104,6 +116,12 @@ def run(args: argparse.Namespace) -> int:
     if args.streaming and rule.needs_whole_column:
         raise UsageError("--top-fraction / --bottom-fraction need every row's score: run without --streaming "
                          "(or stream with --threshold)")
+    image_columns = _image_columns(args, dataset)
+    outputs = OutputSpec(
+        format=shard_format(args.format, image_column="image" if args.embed_images else next(iter(image_columns), None),
+                            text_column=text_column or "caption"),
+        transform=PortableImages(tuple(image_columns), image_root, args.embed_images),
+        rejected_dir=args.rejected_out)
     context = RunContext(args.source, source_revision=_source_revision(args.source), split=args.split,
                          limit=args.limit, command=args.command_line)
     if args.streaming:
@@ -113,15 +131,18 @@ def run(args: argparse.Namespace) -> int:
     scorer.load()  # fail now, with the checkpoint's own message, rather than inside map
     args.out.mkdir(parents=True, exist_ok=True)
     if args.streaming:
-        return _run_job(dataset, scorer, rule, context, options, output, args)
+        return _run_job(dataset, scorer, rule, context, options, outputs, args)
     from ..engines.in_memory import run_in_memory
 
-    result = run_in_memory(dataset, scorer, rule, context, options, output=output)
-    result.kept.to_parquet(str(args.out / DATA_FILE))
+    result = run_in_memory(dataset, scorer, rule, context, options, outputs)
+    written = _write_in_memory(result.kept, args.out, outputs)
+    if result.rejected is not None:
+        args.rejected_out.mkdir(parents=True, exist_ok=True)
+        print(f"wrote {_write_in_memory(result.rejected, args.rejected_out, outputs)} ({len(result.rejected)} rejected rows)")
     text = result.summary.render()
     (args.out / SUMMARY_FILE).write_text(text + "\n", encoding="utf-8")
     print(text)
-    print(f"wrote {args.out / DATA_FILE}")
+    print(f"wrote {written}")
     if args.push_to:
         from ..hub.push import push_filtered
 
@@ -130,7 +151,19 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-def _run_job(dataset: Any, scorer: Any, rule: KeepRule, context: RunContext, options: JobOptions, output: Any,
+def _write_in_memory(rows: Any, folder: Path, outputs: Any) -> Path:
+    """One file of ``rows`` in ``folder``: ``data.parquet`` (``datasets``' own writer) or ``data.tar``."""
+    fmt = outputs.shard_format()
+    if fmt.name == "parquet":
+        path = folder / DATA_FILE
+        rows.to_parquet(str(path))
+        return path
+    path = folder / f"data{fmt.suffix}"
+    fmt.write(path, rows.with_format("arrow")[:])
+    return path
+
+
+def _run_job(dataset: Any, scorer: Any, rule: KeepRule, context: RunContext, options: JobOptions, outputs: Any,
              args: argparse.Namespace) -> int:
     """``--streaming``: the resumable shard-writing job (one per torchrun rank), then its card."""
     from ..engines.torchrun import run_distributed_job
@@ -139,22 +172,73 @@ def _run_job(dataset: Any, scorer: Any, rule: KeepRule, context: RunContext, opt
     publisher = HubPublisher(args.push_to) if args.push_to else None
     finisher = publisher or DatasetCardWriter()
     result = run_distributed_job(dataset, scorer, args.out, context, rule, options, resume=args.resume,
-                                 publisher=publisher, finishers=[finisher], output=output)
+                                 publisher=publisher, finishers=[finisher], outputs=outputs)
     if result is None:  # a rank other than 0: its shards are written, rank 0 writes the card
         print(f"rank done: shards in {args.out / 'data'}; rank 0 writes the card")
         return 0
     print(result.run.summary.render())
     print(f"wrote {len(result.shards)} shards ({result.kept} rows) to {args.out / 'data'}")
+    if args.rejected_out is not None:
+        rejected = sum(shard.rows for shard in result.rejected_shards)
+        print(f"wrote {len(result.rejected_shards)} shards ({rejected} rejected rows) to {args.rejected_out / 'data'}")
     if args.push_to:
         print(f"pushed to {args.push_to}")
     return 0
 
 
+#: Caption columns looked for when no --text-column is given, in this order.
+CAPTION_CANDIDATES = ("caption", "text", "txt", "json.caption")
+
+
+def caption_column(args: argparse.Namespace, names: list[str], columns: list[str]) -> str | None:
+    """``--text-column``, else the one caption column the source has among :data:`CAPTION_CANDIDATES`
+    (``None`` when no selected scorer reads a caption, or the source has its default one)."""
+    if args.text_column:
+        return args.text_column
+    if not any("text_column" in SCORERS[base_name(name)].option_fields() for name in names):
+        return None
+    found = [column for column in CAPTION_CANDIDATES if column in columns]
+    if len(found) == 1:
+        return found[0]
+    if not found:
+        raise UsageError(f"no caption column: looked for {', '.join(CAPTION_CANDIDATES)} in {columns}; "
+                         "pass --text-column COLUMN")
+    raise UsageError(f"several caption columns {found}: pass --text-column with the one to read")
+
+
+def base_name(name: str) -> str:
+    """The registry name of ``NAME[:LABEL]``."""
+    return name.split(":", 1)[0]
+
+
 def scorer_names(args: argparse.Namespace) -> list[str]:
+    """The ``--scorer NAME[:LABEL]`` values (default ``compact``), checked against the registry."""
     names = args.scorer or [DEFAULT_SCORER]
     if len(set(names)) != len(names):
-        raise UsageError(f"--scorer given twice: {names}")
+        raise UsageError(f"--scorer given twice: {names}; give the second one a label (clip:siglip)")
+    for name in names:
+        base, _, label = name.partition(":")
+        if base not in SCORERS:
+            raise UsageError(f"unknown --scorer {base!r}; registered: {', '.join(SCORERS)}")
+        if ":" in name and not label.replace("_", "").isalnum():
+            raise UsageError(f"--scorer {name!r}: a label is letters, digits and '_'")
     return names
+
+
+def _prefixes(args: argparse.Namespace, names: list[str]) -> dict[str, str]:
+    """Column prefixes: ``--column-prefix NAME[:LABEL]=PREFIX``, else ``{prefix}_{label}`` for a labelled scorer."""
+    given = pairs(args.column_prefix, "--column-prefix")
+    unknown = sorted(set(given) - set(names))
+    if unknown:
+        raise UsageError(f"--column-prefix names scorers not selected with --scorer: {unknown}")
+    prefixes = {}
+    for name in names:
+        base, _, label = name.partition(":")
+        if name in given:
+            prefixes[name] = given[name]
+        elif label:
+            prefixes[name] = f"{SCORERS[base].prefix}_{label}"
+    return prefixes
 
 
 def keep_rule(args: argparse.Namespace, scorer: Any) -> KeepRule:
@@ -222,12 +306,29 @@ def _models(args: argparse.Namespace, names: list[str]) -> dict[str, str | None]
     return {name: model_for.get(name) for name in names}
 
 
-def _build_scorer(name: str, model: str | None, args: argparse.Namespace, image_root: str | None) -> Any:
-    """A scorer of registry ``name`` with the options the command line set."""
+def _build_scorer(name: str, model: str | None, args: argparse.Namespace, image_root: str | None,
+                  text_column: str | None, prefix: str | None) -> Any:
+    """A scorer of registry ``NAME[:LABEL]`` with the options the command line set, its columns
+    under ``prefix`` when given."""
+    scorer = _configured(base_name(name), model, args, image_root, text_column)
+    if prefix is None:
+        return scorer
+    from ..scorers.renamed import RenamedColumns
+
+    try:
+        return RenamedColumns(scorer, prefix)
+    except ValueError as exc:
+        raise UsageError(f"--column-prefix {name}: {exc}") from None
+
+
+def _configured(name: str, model: str | None, args: argparse.Namespace, image_root: str | None,
+                text_column: str | None) -> Any:
     cls = SCORERS[name]
     options = scorer_options(args, name)
     if "image_root" in cls.option_fields():
         options["image_root"] = image_root
+    if text_column is not None and "text_column" in cls.option_fields():
+        options["text_column"] = text_column
     if model is not None:
         if "model" not in cls.option_fields():
             raise UsageError(f"--scorer {name} takes no checkpoint (--model / --model-for)")

@@ -28,7 +28,7 @@ SHARED_FIELDS = ("revision", "device", "dtype", "image_column", "text_column", "
 #: Choices of option values the flags check (the configs validate every value again).
 CHOICES = {
     "dtype": ("bfloat16", "float16", "float32"),
-    "mode": ("fast", "reference"),
+    "mode": ("fast", "reference", "justify"),
     "padding_side": ("right", "left"),
     "attn_implementation": ("sdpa", "eager", "flash_attention_2"),
 }
@@ -48,13 +48,16 @@ def option_fields() -> dict[str, tuple[dataclasses.Field, type, str]]:
 
 def add_scorer_flags(parser: argparse.ArgumentParser) -> None:
     """Add ``--scorer``, ``--model``, ``--model-for`` and one flag per scorer option to ``parser``."""
-    parser.add_argument("--scorer", action="append", choices=list(SCORERS), default=None,
-                        help="scorer to run (repeatable; default compact); several run in one pass. "
-                             "`hf-vlm-filter scorers` lists them")
+    parser.add_argument("--scorer", action="append", default=None, metavar="NAME[:LABEL]",
+                        help=f"scorer to run: one of {', '.join(SCORERS)} (repeatable; default compact); several run "
+                             "in one pass; NAME:LABEL runs another of the same kind, its columns prefixed "
+                             "PREFIX_LABEL (clip:siglip writes clip_siglip_score). `hf-vlm-filter scorers` lists them")
+    parser.add_argument("--column-prefix", action="append", default=[], metavar="NAME[:LABEL]=PREFIX",
+                        help="write scorer NAME[:LABEL]'s columns as PREFIX_score, PREFIX_error... (repeatable)")
     parser.add_argument("--model", default=None,
                         help="checkpoint of the (single) scorer, Hub id or local folder (default: the scorer's)")
-    parser.add_argument("--model-for", action="append", default=[], metavar="NAME=PATH",
-                        help="checkpoint of scorer NAME when several --scorer are given (repeatable)")
+    parser.add_argument("--model-for", action="append", default=[], metavar="NAME[:LABEL]=PATH",
+                        help="checkpoint of scorer NAME[:LABEL] when several --scorer are given (repeatable)")
     for name, (item, kind, text) in option_fields().items():
         users = [scorer for scorer, cls in SCORERS.items() if name in cls.option_fields()]
         scope = "" if name in SHARED_FIELDS else f" [{', '.join(users)}]"

@@ -19,25 +19,34 @@ Example:
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import Sequence
+from dataclasses import dataclass, field
 from typing import Any
 
 from ..scorers.base import map_with_scorer
 from .keep_rule import KeepRule
-from .options import JobOptions
+from .observers import RowObserver
+from .options import JobOptions, OutputSpec
 from .run_record import FilterRun, RunContext
 from .summary import RunSummary
+
+#: The column of rejected rows that says which rule dropped them.
+DROPPED_BY = "dropped_by"
+#: Rows an observer is shown at a time.
+OBSERVER_BATCH = 1024
 
 
 @dataclass
 class InMemoryResult:
-    """What :func:`run_in_memory` produced: every scored row, the kept rows, and the run record
-    (``run.rule`` is the rule as applied: a fraction resolved into its cut-off)."""
+    """What :func:`run_in_memory` produced: every scored row, the kept rows (and, when asked, the
+    rejected ones with ``dropped_by``), the observers, and the run record (``run.rule`` is the rule as
+    applied: a fraction resolved into its cut-off)."""
 
     scored: Any
     kept: Any
     run: FilterRun
+    rejected: Any = None
+    observers: dict[str, Any] = field(default_factory=dict)
 
     @property
     def summary(self) -> RunSummary:
@@ -45,11 +54,14 @@ class InMemoryResult:
 
 
 def run_in_memory(dataset: Any, scorer: Any, rule: KeepRule, context: RunContext,
-                  options: JobOptions = JobOptions(), output: Callable[[Any], Any] | None = None) -> InMemoryResult:
+                  options: JobOptions = JobOptions(), outputs: OutputSpec = OutputSpec(),
+                  observers: Sequence[RowObserver] = ()) -> InMemoryResult:
     """Score ``dataset`` (a ``datasets.Dataset``) with ``scorer`` and keep the rows ``rule`` keeps.
 
-    ``output`` transforms the kept rows before they are returned (e.g.
-    :class:`~hf_vlm_filter.inputs.portable.PortableImages`: image paths that hold outside the source).
+    ``outputs.transform`` is applied to the kept (and rejected) rows before they are returned (e.g.
+    :class:`~hf_vlm_filter.inputs.portable.PortableImages`: image paths that hold outside the source);
+    with ``outputs.rejected_dir`` the dropped rows come back too, in ``result.rejected``; every scored
+    row is shown to each of ``observers``.
     """
     rule.check_columns(scorer)
     started = time.perf_counter()
@@ -65,13 +77,23 @@ def run_in_memory(dataset: Any, scorer: Any, rule: KeepRule, context: RunContext
     table = scored.select_columns(list(dict.fromkeys(columns))).with_format(None)[:]
     applied = rule.resolve(table)
     verdicts = applied.decide(table)
-    kept = scored
+    kept, rejected = scored, None
     if applied.is_filter:
-        keep = [index for index, verdict in enumerate(verdicts) if not verdict]
-        kept = scored.select(keep)
-    if output is not None:
-        kept = output(kept)
+        kept = scored.select([index for index, verdict in enumerate(verdicts) if not verdict])
+        if outputs.rejected_dir is not None:
+            dropped = [index for index, verdict in enumerate(verdicts) if verdict]
+            rejected = scored.select(dropped).add_column(DROPPED_BY, [verdicts[index] for index in dropped])
+    elif outputs.rejected_dir is not None:
+        rejected = scored.select([]).add_column(DROPPED_BY, [])
+    if outputs.transform is not None:
+        kept = outputs.transform(kept)
+        rejected = outputs.transform(rejected) if rejected is not None else None
+    for observer in observers:
+        arrow = scored.with_format("arrow")
+        for start in range(0, len(scored), OBSERVER_BATCH):
+            observer.observe(arrow[start : start + OBSERVER_BATCH], verdicts[start : start + OBSERVER_BATCH])
     summary = RunSummary.for_scorer(scorer, applied)
     summary.add(table, verdicts)
     summary.elapsed_seconds = time.perf_counter() - started
-    return InMemoryResult(scored, kept, FilterRun.of(context, scorer, applied, summary))
+    return InMemoryResult(scored, kept, FilterRun.of(context, scorer, applied, summary), rejected,
+                          {observer.name: observer for observer in observers})

@@ -47,3 +47,32 @@ class JobOptions:
         data.pop("progress")
         data.pop("checkpoint_every")
         return data
+
+
+@dataclass(frozen=True)
+class OutputSpec:
+    """What a run writes besides the kept rows' scores: their format, their transform, the rejected rows.
+
+    Args:
+        format: the shard format (``ParquetFormat()``, or ``WebDatasetFormat(...)`` for tar shards).
+        transform: applied to the scored rows before they are kept and written (e.g.
+            :class:`~hf_vlm_filter.inputs.portable.PortableImages`).
+        rejected_dir: when given, the rows the rule dropped are written there too, in the same format,
+            with a ``dropped_by`` column saying which rule (``"judge_score < 9"``) or ``"error"``.
+    """
+
+    format: Any = None
+    transform: Any = None
+    rejected_dir: Any = None
+
+    def shard_format(self) -> Any:
+        from .shard_formats import ParquetFormat
+
+        return self.format if self.format is not None else ParquetFormat()
+
+    def identity(self) -> dict[str, Any]:
+        """What a resumed job must keep (the bytes it writes depend on it)."""
+        describe = (lambda value: value.to_dict() if hasattr(value, "to_dict") else
+                    (repr(value) if value is not None else None))
+        return {"format": describe(self.shard_format()), "transform": describe(self.transform),
+                "rejected_dir": str(self.rejected_dir) if self.rejected_dir is not None else None}

@@ -31,13 +31,14 @@ from __future__ import annotations
 import logging
 import os
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
 from .keep_rule import KeepRule
-from .options import JobOptions
+from .observers import RowObserver
+from .options import JobOptions, OutputSpec
 from .run_record import RunContext
 from .streaming import (
     JobFinisher,
@@ -192,7 +193,8 @@ def run_distributed_job(
     resume: bool = False,
     publisher: ShardPublisher | None = None,
     finishers: Sequence[JobFinisher] = (),
-    output: Callable[[Any], Any] | None = None,
+    outputs: OutputSpec = OutputSpec(),
+    observers: Sequence[RowObserver] = (),
 ) -> JobResult | None:
     """Run this rank's part of a streaming job; on rank 0, wait for all ranks and finalize.
 
@@ -214,7 +216,7 @@ def run_distributed_job(
     if world_size > 1:
         scorer = on_local_device(scorer)
     run_streaming_filter(dataset, scorer, out_dir, context, rule, options, resume=resume, rank=rank,
-                         world_size=world_size, publisher=publisher, output=output)
+                         world_size=world_size, publisher=publisher, outputs=outputs, observers=observers)
     if world_size > 1:
         if group:
             barrier(out_dir, world_size)
@@ -223,7 +225,7 @@ def run_distributed_job(
     result = None
     if rank == 0:
         result = finalize_job(out_dir, finishers=finishers, command=context.command, recipe=context.recipe,
-                              published_to=publisher.target if publisher is not None else None)
+                              published_to=publisher.target if publisher is not None else None, observers=observers)
     if group:
         import torch.distributed as dist
 

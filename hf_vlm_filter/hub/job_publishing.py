@@ -44,8 +44,9 @@ class DatasetCardWriter:
         histograms = list(run.summary.histograms.values()) if run.summary else []
         histogram = try_save_score_histogram(histograms, result.out_dir / HISTOGRAM_FILE, run.thresholds) \
             if histograms else None
+        suffix = Path(result.shards[0].path).suffix if result.shards else ".parquet"
         card = build_dataset_card(run, self.repo_id or result.out_dir.name, num_rows=result.kept,
-                                  configs=data_files_config(["train"], pattern=f"{DATA_DIR}/{{split}}-*.parquet"),
+                                  configs=data_files_config(["train"], pattern=f"{DATA_DIR}/{{split}}-*{suffix}"),
                                   histogram_file=HISTOGRAM_FILE if histogram else None)
         readme = result.out_dir / README
         atomic_write_bytes(readme, str(card).encode())

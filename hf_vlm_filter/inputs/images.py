@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import io
 import os
+import stat
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -32,6 +33,12 @@ from PIL import Image, ImageFile, ImageOps, UnidentifiedImageError
 DEFAULT_MAX_IMAGE_PIXELS = 89_478_485
 DEFAULT_MIN_SIDE = 28
 DEFAULT_MAX_ASPECT_RATIO = 200.0
+#: Compressed bytes read for one image at most (files and URLs).
+DEFAULT_MAX_FILE_BYTES = 64 * 2**20
+#: Bytes per pixel of a decoded PIL image, by mode (the ones a cell can decode to).
+_MODE_BYTES = {"1": 1, "L": 1, "P": 1, "LA": 2, "La": 2, "PA": 2, "RGB": 3, "YCbCr": 3, "LAB": 3, "HSV": 3,
+               "RGBA": 4, "RGBa": 4, "RGBX": 4, "CMYK": 4, "I;16": 2, "I;16L": 2, "I;16B": 2, "I;16N": 2,
+               "I": 4, "F": 4}
 
 
 class RowError(Exception):
@@ -45,6 +52,12 @@ class ImagePolicy:
     ``draft_size=(width, height)``: JPEGs are decoded at the smallest DCT scale (1/2, 1/4, 1/8)
     that keeps both sides at least this large (PIL's ``Image.draft``): several times faster for a
     model that shrinks the image anyway, at the price of slightly different pixels. Off by default.
+
+    ``max_decoded_bytes`` bounds the memory one decoded image may take (width x height x the bytes
+    per pixel of its mode: a 16-bit or float image costs 2-4 bytes a pixel more than RGB, and its
+    8-bit conversion one more copy), checked on the header before any pixel is decoded; ``None``:
+    an RGB image of ``max_image_pixels`` pixels (268 MB at PIL's default limit).
+    ``max_file_bytes`` and ``url_timeout`` / ``url_attempts`` bound what is read for one image.
     """
 
     min_side: int = DEFAULT_MIN_SIDE
@@ -52,6 +65,10 @@ class ImagePolicy:
     max_image_pixels: int = DEFAULT_MAX_IMAGE_PIXELS
     image_root: str | None = None
     draft_size: tuple[int, int] | None = None
+    max_decoded_bytes: int | None = None
+    max_file_bytes: int = DEFAULT_MAX_FILE_BYTES
+    url_timeout: float = 20.0
+    url_attempts: int = 3
 
 
 @dataclass(frozen=True)
@@ -103,13 +120,13 @@ def load_image(cell: Any, policy: ImagePolicy = ImagePolicy()) -> Image.Image:
         with warnings.catch_warnings():
             # the size limit is ``policy.max_image_pixels``, checked here, not PIL's warning
             warnings.simplefilter("ignore", Image.DecompressionBombWarning)
-            _check_size(image.size, policy)
+            _check_size(image.size, policy, image.mode)
             if getattr(image, "is_animated", False):
                 image.seek(0)
             if policy.draft_size and image.format == "JPEG":
                 image.draft("RGB", policy.draft_size)
             image.load()
-            image = ImageOps.exif_transpose(image)
+            image = _exif_transposed(image)
     except RowError:
         raise
     except Image.DecompressionBombError as exc:
@@ -118,6 +135,15 @@ def load_image(cell: Any, policy: ImagePolicy = ImagePolicy()) -> Image.Image:
         raise RowError(f"corrupt or truncated image: {_short(exc)}") from None
     image = _to_rgb(image)
     return _fit_shape(image, policy)
+
+
+def _exif_transposed(image: Image.Image) -> Image.Image:
+    """``image`` turned as its EXIF orientation says; a corrupt EXIF block (a rational with a zero
+    denominator, undecodable XMP...) is a row error, not an exception from inside PIL."""
+    try:
+        return ImageOps.exif_transpose(image)
+    except Exception as exc:  # noqa: BLE001 - PIL raises ZeroDivisionError, UnicodeDecodeError, KeyError...
+        raise RowError(f"corrupt EXIF metadata: {type(exc).__name__}: {_short(exc)}") from None
 
 
 def image_size_hint(cell: Any, policy: ImagePolicy = ImagePolicy()) -> tuple[int, int] | None:
@@ -142,7 +168,9 @@ def image_size_hint(cell: Any, policy: ImagePolicy = ImagePolicy()) -> tuple[int
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             if isinstance(path, (str, os.PathLike)):
-                with Image.open(_local_path(path, policy)) as image:  # lazy: the header only
+                resolved = _local_path(path, policy)
+                _regular_file_size(resolved, path)  # never open a FIFO or a device
+                with Image.open(resolved) as image:  # lazy: the header only
                     return tuple(image.size)
             return tuple(_open(cell, policy).size)
     except Exception:  # noqa: BLE001 - a hint: any failure means "unknown"
@@ -191,11 +219,31 @@ def read_path_bytes(path: str | os.PathLike, policy: ImagePolicy = ImagePolicy()
         hf_vlm_filter.inputs.images.RowError: image file not found: no/such/file.jpg
     """
     if isinstance(path, str) and _is_url(path):
-        return _read_url(path)
+        if path.startswith(("http://", "https://")):
+            return _read_http(path, policy)
+        return _read_url(path, policy)
     resolved = _local_path(path, policy)
-    if not resolved.is_file():
-        raise RowError(f"image file not found: {os.fspath(path)}")
+    size = _regular_file_size(resolved, path)
+    if size > policy.max_file_bytes:
+        raise RowError(f"image file is {size / 2**20:.0f} MiB, over {policy.max_file_bytes / 2**20:.0f} MiB: "
+                       f"{os.fspath(path)}")
     return resolved.read_bytes()
+
+
+def _regular_file_size(resolved: Path, path: str | os.PathLike) -> int:
+    """The size of a regular file; a ``RowError`` for a missing path, a folder, a FIFO or a device
+    (opening one of those could block forever)."""
+    try:
+        info = resolved.stat()
+    except (FileNotFoundError, NotADirectoryError):
+        raise RowError(f"image file not found: {os.fspath(path)}") from None
+    except OSError as exc:
+        raise RowError(f"image file could not be read: {os.fspath(path)}: {_short(exc)}") from None
+    if stat.S_ISDIR(info.st_mode):
+        raise RowError(f"image file not found: {os.fspath(path)}")
+    if not stat.S_ISREG(info.st_mode):
+        raise RowError(f"not a regular file: {os.fspath(path)}")
+    return info.st_size
 
 
 def _local_path(path: str | os.PathLike, policy: ImagePolicy) -> Path:
@@ -211,14 +259,46 @@ def _is_url(path: str) -> bool:
     return "://" in path or "::" in path
 
 
-def _read_url(url: str) -> bytes:
-    """A remote or archived file (``hf://...``, ``zip://member::archive``, ``https://...``), read with
-    the opener ``datasets`` itself uses for such paths (Hub token and chained URLs handled)."""
+def _read_http(url: str, policy: ImagePolicy) -> bytes:
+    """An ``http(s)://`` image with the standard library: a timeout per attempt, retries with backoff on
+    connection errors, timeouts and HTTP 5xx / 429, and at most ``policy.max_file_bytes`` read."""
+    import time
+    import urllib.error
+    import urllib.request
+
+    request = urllib.request.Request(url, headers={"User-Agent": "hf_vlm_filter"})
+    for attempt in range(1, policy.url_attempts + 1):
+        try:
+            with urllib.request.urlopen(request, timeout=policy.url_timeout) as response:
+                data = response.read(policy.max_file_bytes + 1)
+            if len(data) > policy.max_file_bytes:
+                raise RowError(f"image at {url} is over {policy.max_file_bytes / 2**20:.0f} MiB")
+            return data
+        except urllib.error.HTTPError as exc:
+            if exc.code == 404:
+                raise RowError(f"image file not found: {url}") from None
+            if (exc.code < 500 and exc.code != 429) or attempt == policy.url_attempts:
+                raise RowError(f"image could not be read: {url}: HTTP {exc.code}") from None
+        except (urllib.error.URLError, TimeoutError, ConnectionError, OSError) as exc:
+            if attempt == policy.url_attempts:
+                reason = getattr(exc, "reason", exc)
+                raise RowError(f"image could not be read: {url}: {type(exc).__name__}: {_short(reason)}") from None
+        time.sleep(min(0.5 * 2 ** (attempt - 1), 4.0))
+    raise AssertionError("unreachable")
+
+
+def _read_url(url: str, policy: ImagePolicy = ImagePolicy()) -> bytes:
+    """A remote or archived file (``hf://...``, ``zip://member::archive``, ...), read with the opener
+    ``datasets`` itself uses for such paths (Hub token and chained URLs handled)."""
     from datasets.utils.file_utils import xopen
 
     try:
         with xopen(url, "rb") as stream:
-            data = stream.read()
+            data = stream.read(policy.max_file_bytes + 1)
+        if len(data) > policy.max_file_bytes:
+            raise RowError(f"image at {url} is over {policy.max_file_bytes / 2**20:.0f} MiB")
+    except RowError:
+        raise
     except FileNotFoundError:
         raise RowError(f"image file not found: {url}") from None
     except Exception as exc:  # noqa: BLE001 - network / filesystem errors of any fsspec backend
@@ -239,7 +319,7 @@ def _pil_open(stream: io.BytesIO) -> Image.Image:
         raise RowError(f"corrupt or truncated image: {_short(exc)}") from None
 
 
-def _check_size(size: tuple[int, int], policy: ImagePolicy) -> None:
+def _check_size(size: tuple[int, int], policy: ImagePolicy, mode: str = "RGB") -> None:
     width, height = size
     if width <= 0 or height <= 0:
         raise RowError(f"image has no pixels ({width}x{height})")
@@ -247,6 +327,12 @@ def _check_size(size: tuple[int, int], policy: ImagePolicy) -> None:
         raise RowError(
             f"decompression bomb refused: {width}x{height} is over {policy.max_image_pixels} pixels"
         )
+    # the decoded image, plus (for modes that are not RGB) its RGB conversion
+    decoded = width * height * (_MODE_BYTES.get(mode, 4) + (3 if mode != "RGB" else 0))
+    limit = policy.max_decoded_bytes if policy.max_decoded_bytes is not None else 3 * policy.max_image_pixels
+    if decoded > limit:
+        raise RowError(f"decompression bomb refused: a {width}x{height} {mode} image needs {decoded / 2**20:.0f} MiB "
+                       f"to decode, over {limit / 2**20:.0f} MiB")
 
 
 def _to_rgb(image: Image.Image) -> Image.Image:
@@ -254,10 +340,17 @@ def _to_rgb(image: Image.Image) -> Image.Image:
     if mode == "RGB":
         return image
     if mode in ("I;16", "I;16B", "I;16L", "I;16N", "I", "F"):
-        values = np.asarray(image, dtype=np.float64)
-        low, high = float(values.min()), float(values.max())
-        scaled = np.zeros_like(values) if high <= low else (values - low) * (255.0 / (high - low))
-        return Image.fromarray(scaled.round().astype(np.uint8), mode="L").convert("RGB")
+        values = np.array(image, dtype=np.float32)  # a copy: scaled in place below
+        finite = np.isfinite(values)
+        if not finite.any():
+            raise RowError(f"image has no finite pixel values (mode {mode})")
+        low, high = float(values[finite].min()), float(values[finite].max())
+        if not finite.all():  # NaN / inf pixels count as the darkest finite value, not as the whole image
+            values = np.where(finite, values, low)
+        values -= low
+        if high > low:
+            values *= 255.0 / (high - low)
+        return Image.fromarray(np.rint(values).astype(np.uint8), mode="L").convert("RGB")
     if mode == "P" and "transparency" in image.info:
         image = image.convert("RGBA")
         mode = "RGBA"

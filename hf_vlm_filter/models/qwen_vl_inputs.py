@@ -19,7 +19,6 @@ fast tokenizer toggles ``encode_special_tokens`` on its shared backend at every 
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -29,6 +28,7 @@ import torch
 from PIL import Image
 
 from ..inputs.pixels import PixelLookup, probe_images, verified_fast_path
+from .plain_text import plain_text_ids
 
 #: Qwen2-VL's chat format, used only when a tokenizer ships no chat template of its own.
 QWEN_VL_CHAT_TEMPLATE = (
@@ -266,7 +266,6 @@ class QwenVLPromptBuilder:
             raise ValueError(f"the tokenizer has no {IMAGE_TOKEN} token: is this a Qwen-VL checkpoint?")
         self.pad_token_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
         self.vision = QwenVLVision(image_processor)
-        self._tokenizer_lock = threading.Lock()
         text = self.render(system_prompt, user_prefix + _CAPTION_SLOT)
         head, tail = text.split(_CAPTION_SLOT)
         self.head_ids = self._encode(head)
@@ -288,8 +287,7 @@ class QwenVLPromptBuilder:
         return self.tokenizer(text, add_special_tokens=False)["input_ids"]
 
     def caption_ids(self, caption: str) -> list[int]:
-        with self._tokenizer_lock:
-            ids = self.tokenizer(caption, add_special_tokens=False, split_special_tokens=True)["input_ids"]
+        ids = plain_text_ids(self.tokenizer, caption)
         return ids[: self.max_caption_tokens]
 
     def image_tokens(self, height: int, width: int) -> int:

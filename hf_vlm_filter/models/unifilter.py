@@ -25,6 +25,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from .plain_text import plain_text_ids
 from .loading import CheckpointUnavailableError, is_local, load_or_explain, resolve_device, resolve_dtype
 
 IMAGE_TOKEN_INDEX = -200
@@ -372,7 +373,7 @@ def load_unifilter_processors(spec: UniFilterSpec) -> tuple[Any, Any]:
 def caption_input_ids(tokenizer: Any, caption: str, max_tokens: int = 75) -> list[int]:
     """``BOS? <image> "\\n"+caption EOS`` as ids with ``IMAGE_TOKEN_INDEX``, cut to ``max_tokens`` ids."""
     text = "\n" + caption.replace(DEFAULT_IMAGE_TOKEN, "image")
-    ids = tokenizer(text, add_special_tokens=False).input_ids
+    ids = plain_text_ids(tokenizer, text)
     head = [tokenizer.bos_token_id] if tokenizer.bos_token_id is not None else []
     tail = [tokenizer.eos_token_id] if tokenizer.eos_token_id is not None else []
     return (head + [IMAGE_TOKEN_INDEX] + ids + tail)[:max_tokens]
@@ -393,7 +394,7 @@ def document_input_ids(tokenizer: Any, pieces: list[str | None]) -> list[int]:
         if index:
             ids.append(IMAGE_TOKEN_INDEX)
         if chunk:
-            ids += tokenizer(chunk, add_special_tokens=False).input_ids
+            ids += plain_text_ids(tokenizer, chunk)
     head = [tokenizer.bos_token_id] if tokenizer.bos_token_id is not None else []
     tail = [tokenizer.eos_token_id] if tokenizer.eos_token_id is not None else []
     return head + ids + tail

@@ -24,6 +24,7 @@ import torch
 
 from ..inputs import RowError, clean_caption
 from ..models.loading import load_or_explain
+from ..models.plain_text import plain_text_ids
 from .base import Batch, Scorer
 from .config import CaptionFields, PipelineFields, ScorerConfig
 
@@ -80,7 +81,7 @@ class _Tokenization:
         self.pad_id = token if token is not None else (self.tokenizer.eos_token_id or 0)
 
     def ids(self, caption: str) -> list[int]:
-        caption_ids = self.tokenizer(caption, add_special_tokens=False).input_ids[: self.max_tokens]
+        caption_ids = plain_text_ids(self.tokenizer, caption)[: self.max_tokens]
         ids = self.prefix + caption_ids
         if len(ids) < 2:
             raise RowError("caption is a single token and the tokenizer has no BOS: nothing to score")

@@ -24,7 +24,6 @@ next ones (see :mod:`hf_vlm_filter.scorers.batching`). Use a ``map`` ``batch_siz
 
 from __future__ import annotations
 
-import threading
 from dataclasses import dataclass
 from typing import Any
 
@@ -32,6 +31,7 @@ import torch
 
 from ..inputs import ImagePolicy, ResizeCropPixels, clean_caption, load_image
 from ..models.loading import load_or_explain, resolve_device, resolve_dtype
+from ..models.plain_text import plain_text_ids
 from .base import Batch, Scorer
 from .config import CaptionFields, ImageFields, PipelineFields, ScorerConfig
 
@@ -87,7 +87,6 @@ class _Preprocessing:
         side = max((getattr(size, key, None) or 0) for key in ("shortest_edge", "height", "width")) if size else 0
         #: Smallest decoded size that still covers the resize target (for ``jpeg_draft``).
         self.draft_size = (side, side) if side else None
-        self._tokenizer_lock = threading.Lock()  # the fast tokenizer's backend is not safe to share
 
     def pixels(self, image: Any) -> dict[str, torch.Tensor]:
         """The image processor's tensors for one image (batch dim 1), by the exact fast path when there is one."""
@@ -97,8 +96,10 @@ class _Preprocessing:
         return {k: v for k, v in image_inputs.items() if isinstance(v, torch.Tensor)}
 
     def caption_ids(self, caption: str) -> list[int]:
-        with self._tokenizer_lock:
-            return self.tokenizer(caption, truncation=True, max_length=self.max_length).input_ids
+        """The caption's ids as text (a literal ``<|endoftext|>`` in it does not end it), with the
+        tokenizer's own start / end tokens, cut to the text tower's positions."""
+        return plain_text_ids(self.tokenizer, caption, add_special_tokens=True, truncation=True,
+                              max_length=self.max_length)
 
     def text_inputs(self, ids: list[list[int]]) -> dict[str, torch.Tensor]:
         """Pad token id lists into one batch, the way the checkpoint's own processor would."""

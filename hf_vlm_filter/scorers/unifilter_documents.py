@@ -27,7 +27,7 @@ from typing import Any
 
 import torch
 
-from ..inputs import ImagePolicy, RowError, load_image
+from ..inputs import ImagePolicy, RowError, image_size_hint, load_image
 from ..models.unifilter import document_input_ids
 from .base import Batch
 from .config import PipelineFields, ScorerConfig
@@ -91,6 +91,7 @@ class UniFilterDocumentScorer(UniFilterScorer):
         if len(texts) != len(images):
             raise RowError(f"texts and images differ in length ({len(texts)} != {len(images)})")
         policy = self.image_policy()
+        self._check_image_count(images, policy)
         pieces: list[str | None] = []
         kept = []
         for position, (text, cell) in enumerate(zip(texts, images)):
@@ -121,6 +122,14 @@ class UniFilterDocumentScorer(UniFilterScorer):
             raise RowError(f"document has {len(ids)} tokens (over {self.config.max_document_tokens})")
         pixels = pre.image_processor(images=kept, return_tensors="pt")["pixel_values"]
         return UniFilterDocument(pixels, ids)
+
+    def _check_image_count(self, images: list[Any], policy: ImagePolicy) -> None:
+        """Refuse a document with too many images from their headers alone, before decoding any
+        (an image with a 1-pixel side is dropped, so it does not count)."""
+        sizes = [image_size_hint(cell, policy) for cell in images if cell is not None]
+        counted = sum(1 for size in sizes if size is None or min(size) > 1)
+        if counted > self.config.max_images:
+            raise RowError(f"document has {counted} images (over {self.config.max_images})")
 
     @torch.inference_mode()
     def score_prepared(self, items: list[UniFilterDocument], rank: int | None = None) -> list[dict[str, Any]]:

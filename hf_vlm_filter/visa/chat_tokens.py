@@ -26,6 +26,7 @@ from ..models.qwen_vl_inputs import (
     expand_image_placeholder,
     left_pad_inputs,
 )
+from ..models.plain_text import plain_text_ids
 from .conversations import Turn
 
 _SENTINEL = "\u2063S{}\u2063"
@@ -104,7 +105,7 @@ class ChatTokenizer:
             turn = turns[slot // 2]
             is_answer = slot % 2 == 1
             text = turn.answer if is_answer else turn.question
-            content = self.tokenizer(text, add_special_tokens=False, split_special_tokens=True)["input_ids"]
+            content = plain_text_ids(self.tokenizer, text)
             if is_answer:
                 content = content[: self.max_answer_tokens]
                 starts.append(len(ids))

@@ -126,7 +126,7 @@ def visa_select(
         cut = float(threshold)
     elif hasattr(scored, "__len__"):
         values = np.asarray(scored[SCORE_COLUMN], dtype=np.float64)
-        valid = np.flatnonzero(~np.isnan(values))
+        valid = np.flatnonzero(np.isfinite(values))
         keep = round(fraction * len(valid))
         order = valid[np.argsort(-values[valid], kind="stable")][:keep]
         kept = scored.select(np.sort(order).tolist())

@@ -99,9 +99,9 @@ class AgentWeights:
     weights: tuple[float, ...]
 
     def z_scores(self, table: Mapping[str, Sequence[float]]) -> dict[str, np.ndarray]:
-        """Direction-adjusted z-scores of each agent's column (NaN stays NaN)."""
+        """Direction-adjusted z-scores of each agent's column (NaN and infinities become NaN)."""
         return {
-            name: (d * np.asarray(table[name], dtype=np.float64) - m) / s
+            name: (d * _finite_or_nan(table[name]) - m) / s
             for name, d, m, s in zip(self.columns, self.directions, self.means, self.stds)
         }
 
@@ -127,7 +127,7 @@ class AgentWeights:
 def fit_agent_weights(table: Mapping[str, Sequence[float]], directions: Mapping[str, int] | None = None) -> AgentWeights:
     """Shapley weights of the agents (the columns of ``table``) from a sample of scored rows.
 
-    Rows where any agent is NaN are left out. ``directions`` maps a column to -1 when lower is better.
+    Rows where any agent is NaN or infinite are left out. ``directions`` maps a column to -1 when lower is better.
 
     Example:
         >>> rng = np.random.default_rng(0); base = rng.normal(size=200)
@@ -144,7 +144,7 @@ def fit_agent_weights(table: Mapping[str, Sequence[float]], directions: Mapping[
     if any(sign not in (1, -1) for sign in signs):
         raise ValueError("directions must be +1 or -1")
     matrix = np.column_stack([np.asarray(table[name], dtype=np.float64) for name in columns]) * np.asarray(signs)
-    matrix = matrix[~np.isnan(matrix).any(axis=1)]
+    matrix = matrix[np.isfinite(matrix).all(axis=1)]
     if len(matrix) < 3:
         raise ValueError(f"need at least 3 sample rows scored by every agent, got {len(matrix)}")
     means = matrix.mean(axis=0)
@@ -157,3 +157,8 @@ def fit_agent_weights(table: Mapping[str, Sequence[float]], directions: Mapping[
         raise ValueError(f"the Shapley values do not sum to a positive number: {phi}")
     return AgentWeights(columns, signs, tuple(map(float, means)), tuple(map(float, stds)),
                         tuple(phi[name] / total for name in columns))
+
+
+def _finite_or_nan(values: Sequence[float]) -> np.ndarray:
+    array = np.asarray(values, dtype=np.float64)
+    return np.where(np.isfinite(array), array, np.nan)

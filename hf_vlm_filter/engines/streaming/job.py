@@ -55,14 +55,15 @@ import logging
 import math
 import os
 import time
-from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
 from ...scorers.config import identity
 from ..keep_rule import KeepRule
-from ..options import JobOptions
+from ..observers import RowObserver
+from ..options import JobOptions, OutputSpec
 from ..run_record import FilterRun, RunContext
 from ..summary import RunSummary
 from .state import (
@@ -79,6 +80,8 @@ from .state import (
 logger = logging.getLogger(__name__)
 
 SUMMARY_FILE = "summary.txt"
+#: The column of rejected rows that says which rule dropped them.
+DROPPED_BY = "dropped_by"
 
 
 class JobStateError(RuntimeError):
@@ -122,6 +125,8 @@ class JobResult:
     shards: list[ShardRecord]
     out_dir: Path
     published_to: str | None = None
+    rejected_shards: list[ShardRecord] = field(default_factory=list)
+    observers: dict[str, Any] = field(default_factory=dict)
 
     @property
     def kept(self) -> int:
@@ -129,7 +134,7 @@ class JobResult:
 
 
 def job_identity(context: RunContext, scorer: Any, rule: KeepRule, options: JobOptions, world_size: int,
-                 publisher: ShardPublisher | None, output: Any = None) -> dict[str, Any]:
+                 publisher: ShardPublisher | None, outputs: OutputSpec = OutputSpec()) -> dict[str, Any]:
     """Everything that decides the output of a job, JSON-ready: a resumed job must match it."""
     where = asdict(context)
     where.pop("command")
@@ -139,7 +144,7 @@ def job_identity(context: RunContext, scorer: Any, rule: KeepRule, options: JobO
         "configs": [{"class": type(member).__name__, **identity(member.config)} for member in scorer.members()],
         "options": options.identity(), "world_size": world_size,
         "publisher": publisher.target if publisher is not None else None,
-        "output": output.to_dict() if hasattr(output, "to_dict") else (repr(output) if output is not None else None),
+        "outputs": outputs.identity(),
     }
 
 
@@ -155,12 +160,13 @@ def run_streaming_filter(
     rank: int | None = None,
     world_size: int | None = None,
     publisher: ShardPublisher | None = None,
-    output: Callable[[Any], Any] | None = None,
+    outputs: OutputSpec = OutputSpec(),
+    observers: Sequence[RowObserver] = (),
 ) -> RankState:
     """Score this rank's part of the ``IterableDataset`` ``dataset`` into ``out_dir`` under ``rule``.
 
-    ``output`` transforms the scored stream before its rows are kept and written (e.g.
-    :class:`~hf_vlm_filter.inputs.portable.PortableImages`).
+    ``outputs`` says how rows are written (format, transform, a folder for the rejected rows);
+    ``observers`` see every scored batch and are checkpointed with the rank.
 
     Returns the final :class:`RankState`. Raises :class:`JobStateError` when ``out_dir`` already
     holds this rank's state and ``resume`` is false, or when the saved job differs from this one;
@@ -176,14 +182,14 @@ def run_streaming_filter(
     rule.check_columns(scorer)
     rank, world_size = node_rank(rank, world_size)
     out_dir = Path(out_dir)
-    job = job_identity(context, scorer, rule, options, world_size, publisher, output)
-    state = _start_state(out_dir, rank, world_size, job, resume)
+    job = job_identity(context, scorer, rule, options, world_size, publisher, outputs)
+    state = _start_state(out_dir, rank, world_size, job, resume, outputs.rejected_dir)
     if publisher is not None:
         publisher.open()
         _publish_pending(state, out_dir, publisher)
     if state.done:
         return state
-    writer = _RankWriter(dataset, scorer, out_dir, state, rule, options, publisher, output)
+    writer = _RankWriter(dataset, scorer, out_dir, state, rule, options, publisher, outputs, observers)
     writer.run()
     return state
 
@@ -195,9 +201,13 @@ def finalize_job(
     command: str | None = None,
     recipe: str | None = None,
     published_to: str | None = None,
+    observers: Sequence[RowObserver] = (),
 ) -> JobResult:
     """Merge every rank's state into ``manifest.json`` and ``summary.txt`` in ``out_dir``, then run
     each finisher on the result (the card writer, the Hub commit...).
+
+    Each of ``observers`` is set to every rank's saved state, merged (its own state is replaced), and
+    handed to the finishers in ``result.observers``.
 
     ``published_to``: the target every shard must have been published to (``JobStateError`` otherwise).
     Raises :class:`JobStateError` when a rank is missing or not done.
@@ -219,11 +229,23 @@ def finalize_job(
         missing = [path for state in states for path in state.pending_uploads()]
         if missing or any(state.job.get("publisher") != published_to for state in states):
             raise JobStateError(f"shards not published to {published_to}: {missing or 'the job published elsewhere'}")
+    rejected = [shard for state in states for shard in state.rejected_shards]
     manifest = {"run": run.to_dict(), "world_size": first.world_size,
-                "shards": [shard.__dict__ for shard in shards], "published_to": published_to}
+                "shards": [shard.__dict__ for shard in shards], "published_to": published_to,
+                "rejected_shards": [shard.__dict__ for shard in rejected],
+                "rejected_dir": states[0].job.get("outputs", {}).get("rejected_dir")}
     atomic_write_bytes(out_dir / MANIFEST, json.dumps(manifest, indent=1).encode())
     atomic_write_bytes(out_dir / SUMMARY_FILE, (summary.render() + "\n").encode())
-    result = JobResult(run=run, shards=shards, out_dir=out_dir, published_to=published_to)
+    merged = {}
+    for observer in observers:
+        saved = [(out_dir / state.observer_files[observer.name]).read_bytes()
+                 for state in states if observer.name in state.observer_files]
+        if saved:
+            observer.load(saved[0])
+            observer.merge(saved[1:])
+        merged[observer.name] = observer
+    result = JobResult(run=run, shards=shards, out_dir=out_dir, published_to=published_to,
+                       rejected_shards=rejected, observers=merged)
     for finisher in finishers:
         finisher.finish(result)
     return result
@@ -236,10 +258,11 @@ def streaming_filter_job(
     """:func:`run_streaming_filter` on one process (rank 0 of 1), then :func:`finalize_job`."""
     rank_options.setdefault("rank", 0)
     rank_options.setdefault("world_size", 1)
-    run_streaming_filter(dataset, scorer, out_dir, context, rule, options, **rank_options)
+    observers = rank_options.pop("observers", ())
+    run_streaming_filter(dataset, scorer, out_dir, context, rule, options, observers=observers, **rank_options)
     publisher = rank_options.get("publisher")
     return finalize_job(out_dir, finishers=finishers, command=context.command, recipe=context.recipe,
-                        published_to=publisher.target if publisher is not None else None)
+                        published_to=publisher.target if publisher is not None else None, observers=observers)
 
 
 def read_job_output(out_dir: str | Path) -> Any:
@@ -252,13 +275,19 @@ def read_job_output(out_dir: str | Path) -> Any:
     return pa.concat_tables([pq.read_table(path) for path in paths]) if paths else pa.table({})
 
 
+def read_rejected_rows(rejected_dir: str | Path) -> Any:
+    """The rejected rows a job wrote (Parquet format), shards in order."""
+    return read_job_output(rejected_dir)
+
+
 # ---- internals ------------------------------------------------------------------------------------
 
 
-def _start_state(out_dir: Path, rank: int, world_size: int, job: dict[str, Any], resume: bool) -> RankState:
+def _start_state(out_dir: Path, rank: int, world_size: int, job: dict[str, Any], resume: bool,
+                 rejected_dir: Path | None = None) -> RankState:
     state = RankState.load(out_dir, rank)
     if state is None:
-        stale = sorted((out_dir / DATA_DIR).glob(f"train-r{rank:03d}-*.parquet"))
+        stale = sorted((out_dir / DATA_DIR).glob(f"train-r{rank:03d}-*"))
         if stale:
             raise JobStateError(f"{out_dir / DATA_DIR} already holds shards of rank {rank} but no state; use a fresh --out")
         state = RankState(rank=rank, world_size=world_size, job=job)
@@ -274,7 +303,7 @@ def _start_state(out_dir: Path, rank: int, world_size: int, job: dict[str, Any],
         raise JobStateError(f"cannot resume {out_dir}: the job differs from the saved one in "
                             f"{', '.join(_differences(saved, wanted)) or 'its layout'}; use a fresh output folder "
                             "or the options of the saved job")
-    removed = state.remove_leftovers(out_dir)
+    removed = state.remove_leftovers(out_dir, rejected_dir)
     if removed:
         logger.info("resume: removed %d files written after the last checkpoint", len(removed))
     return state
@@ -313,31 +342,126 @@ def _warn_if_every_rank_reads_every_row(dataset: Any, world_size: int) -> None:
         )
 
 
+class _ShardStream:
+    """Rows buffered and cut into bounded shards in one folder (the kept rows, or the rejected ones):
+    the shard records and next index live in the rank state; unwritten rows go to a carry file."""
+
+    def __init__(self, folder: Path, state: RankState, kind: str, fmt: Any, options: JobOptions, schema: Any) -> None:
+        self.folder, self.state, self.kind, self.fmt, self.options, self.schema = folder, state, kind, fmt, options, schema
+        self.buffer: Any = None
+        self.new: list[str] = []
+
+    # the rank state's fields of this stream
+    @property
+    def records(self) -> list[ShardRecord]:
+        return self.state.shards if self.kind == "kept" else self.state.rejected_shards
+
+    @property
+    def next_index(self) -> int:
+        return self.state.next_shard if self.kind == "kept" else self.state.rejected_next_shard
+
+    @property
+    def carry_key(self) -> str:
+        return "carry_file" if self.kind == "kept" else "rejected_carry_file"
+
+    def add(self, table: Any) -> None:
+        import pyarrow as pa
+
+        if table.num_rows:
+            self.buffer = table if self.buffer is None else pa.concat_tables([self.buffer, table])
+        self.cut(final=False)
+
+    def cut(self, final: bool) -> None:
+        while self.buffer is not None and self.buffer.num_rows and (self.buffer.num_rows >= self._limit() or final):
+            count = min(self._limit(), self.buffer.num_rows)
+            self._write(self.buffer.slice(0, count))
+            rest = self.buffer.slice(count)
+            self.buffer = rest if rest.num_rows else None
+        if final and self.kind == "kept" and not self.records and self.schema is not None:
+            # Nothing kept: one empty shard keeps the schema, so the output still loads.
+            self._write(self.schema.empty_table())
+
+    def _limit(self) -> int:
+        """Rows of the next shard: ``shard_rows``, fewer when ``max_shard_bytes`` is reached first."""
+        rows, limit = self.options.shard_rows, self.options.max_shard_bytes
+        per_row = self.buffer.nbytes / max(self.buffer.num_rows, 1)
+        return max(1, min(rows, math.floor(limit / per_row) if per_row else rows))
+
+    def _write(self, table: Any) -> None:
+        name = shard_name(self.state.rank, self.next_index + len(self.new), self.fmt.suffix)
+        size = self.fmt.write(self.folder / name, table.combine_chunks())
+        self.records.append(ShardRecord(path=name, rows=table.num_rows, bytes=size))
+        self.new.append(name)
+
+    def checkpoint(self, out_dir: Path) -> str | None:
+        """Save the carry and advance the next index (the caller saves the state); returns the
+        superseded carry file, to delete once the state is saved."""
+        old = getattr(self.state, self.carry_key)
+        carry = None
+        if self.buffer is not None and self.buffer.num_rows:
+            kind = "carry" if self.kind == "kept" else "rejected-carry"
+            carry = side_file_name(self.state.rank, kind, self.state.checkpoint)
+            atomic_write_table(out_dir / carry, self.buffer.combine_chunks())
+        setattr(self.state, self.carry_key, carry)
+        if self.kind == "kept":
+            self.state.next_shard += len(self.new)
+        else:
+            self.state.rejected_next_shard += len(self.new)
+        self.new = []
+        return old if old and old != carry else None
+
+    def restore(self, out_dir: Path) -> None:
+        import pyarrow.parquet as pq
+
+        name = getattr(self.state, self.carry_key)
+        if name is not None:
+            table = pq.read_table(out_dir / name)
+            self.buffer = table.cast(self.schema) if self.schema is not None else table
+
+
 class _RankWriter:
-    """The scoring loop of one rank: batches in, shards and checkpoints out."""
+    """The scoring loop of one rank: batches in; kept (and rejected) shards, observers and checkpoints out."""
 
     def __init__(self, dataset: Any, scorer: Any, out_dir: Path, state: RankState, rule: KeepRule,
-                 options: JobOptions, publisher: ShardPublisher | None, output: Callable[[Any], Any] | None) -> None:
+                 options: JobOptions, publisher: ShardPublisher | None, outputs: OutputSpec,
+                 observers: Sequence[RowObserver]) -> None:
         from datasets.distributed import split_dataset_by_node
 
         from ...scorers.base import map_with_scorer
 
         self.out_dir, self.state, self.rule, self.options, self.publisher = out_dir, state, rule, options, publisher
+        self.observers = list(observers)
         if state.world_size > 1:
             _warn_if_every_rank_reads_every_row(dataset, state.world_size)
             dataset = split_dataset_by_node(dataset, rank=state.rank, world_size=state.world_size)
         scored = map_with_scorer(dataset, scorer, batch_size=options.batch_size)
-        if output is not None:
-            scored = output(scored)
-        self.schema = scored.features.arrow_schema if scored.features is not None else None
-        self.stream = scored.with_format("arrow")
+        if outputs.transform is not None:
+            scored = outputs.transform(scored)
+        self.features = scored.features
+        self.schema = self.features.arrow_schema if self.features is not None else None
+        # Python batches, turned into Arrow here with the declared schema: datasets' own Arrow
+        # rebatching infers each batch's types, and a batch whose cells are all None becomes a
+        # ``null`` column that cannot be concatenated with the next one.
+        self.stream = scored
         if state.dataset_state is not None:
             self.stream.load_state_dict(state.dataset_state)
         self.summary = (RunSummary.from_dict(state.summary) if state.summary else RunSummary.for_scorer(scorer, rule))
         self.columns = list(dict.fromkeys(name for spec in self.summary.specs
                                           for name in (spec.column, spec.error_column)))
-        self.buffer = self._read_carry(state.carry_file)
-        self.new_shards: list[str] = []
+        fmt = outputs.shard_format()
+        self.kept = _ShardStream(out_dir, state, "kept", fmt, options, self.schema)
+        self.rejected = None
+        if outputs.rejected_dir is not None:
+            import pyarrow as pa
+
+            schema = self.schema.append(pa.field(DROPPED_BY, pa.string())) if self.schema is not None else None
+            self.rejected = _ShardStream(Path(outputs.rejected_dir), state, "rejected", fmt, options, schema)
+        for stream in (self.kept, self.rejected):
+            if stream is not None:
+                stream.restore(out_dir)
+        for observer in self.observers:
+            if observer.name in state.observer_files:
+                observer.load((out_dir / state.observer_files[observer.name]).read_bytes())
         self._clock = time.perf_counter()
 
     def run(self) -> None:
@@ -346,66 +470,58 @@ class _RankWriter:
         batches_since_checkpoint = 0
         with tqdm(unit="rows", desc=f"scoring (rank {self.state.rank})", initial=self.summary.rows,
                   disable=not self.options.progress) as bar:
-            for table in self.stream.iter(batch_size=self.options.batch_size):
+            for batch in self.stream.iter(batch_size=self.options.batch_size):
+                table = self._table(batch)
                 self._consume(table)
                 bar.update(table.num_rows)
                 batches_since_checkpoint += 1
-                if self.new_shards or batches_since_checkpoint >= self.options.checkpoint_every:
+                if self.kept.new or (self.rejected is not None and self.rejected.new) or (
+                        batches_since_checkpoint >= self.options.checkpoint_every):
                     self._checkpoint(done=False)
                     batches_since_checkpoint = 0
-        self._cut_shards(final=True)
+        for stream in (self.kept, self.rejected):
+            if stream is not None:
+                stream.cut(final=True)
         self._checkpoint(done=True)
+
+    def _table(self, batch: dict[str, list[Any]]) -> Any:
+        """One batch as an Arrow table of the declared schema (PIL images encoded as ``Image()`` cells)."""
+        import pyarrow as pa
+
+        if self.features is None:
+            return pa.Table.from_pydict(batch)
+        return pa.Table.from_pydict(self.features.encode_batch(batch), schema=self.schema)
 
     def _consume(self, table: Any) -> None:
         import pyarrow as pa
+        import pyarrow.compute as pc
 
-        if self.schema is not None:
-            table = table.cast(self.schema)
         columns = {name: table.column(name).to_pylist() for name in
                    dict.fromkeys([*self.columns, *(rule.column for rule in self.rule.columns)])}
         verdicts = self.rule.decide(columns)
         self.summary.add(columns, verdicts)
-        kept = table
-        if self.rule.is_filter:
-            kept = table.filter(pa.array([verdict == "" for verdict in verdicts], type=pa.bool_()))
-        if kept.num_rows:
-            self.buffer = kept if self.buffer is None else pa.concat_tables([self.buffer, kept])
-        self._cut_shards(final=False)
-
-    def _shard_limit(self) -> int:
-        """Rows of the next shard: ``shard_rows``, fewer when ``max_shard_bytes`` is reached first."""
-        rows, limit = self.options.shard_rows, self.options.max_shard_bytes
-        per_row = self.buffer.nbytes / max(self.buffer.num_rows, 1)
-        return max(1, min(rows, math.floor(limit / per_row) if per_row else rows))
-
-    def _cut_shards(self, final: bool) -> None:
-        while self.buffer is not None and self.buffer.num_rows and (
-            self.buffer.num_rows >= self._shard_limit() or final
-        ):
-            count = min(self._shard_limit(), self.buffer.num_rows)
-            self._write_shard(self.buffer.slice(0, count))
-            rest = self.buffer.slice(count)
-            self.buffer = rest if rest.num_rows else None
-        if final and not self.state.shards and not self.new_shards:
-            # Nothing kept: one empty shard keeps the schema, so the output still loads.
-            empty = self.schema.empty_table() if self.schema is not None else None
-            if empty is not None:
-                self._write_shard(empty)
-
-    def _write_shard(self, table: Any) -> None:
-        name = shard_name(self.state.rank, self.state.next_shard + len(self.new_shards))
-        size = atomic_write_table(self.out_dir / name, table.combine_chunks())
-        self.state.shards.append(ShardRecord(path=name, rows=table.num_rows, bytes=size))
-        self.new_shards.append(name)
+        for observer in self.observers:
+            observer.observe(table, verdicts)
+        if not self.rule.is_filter:
+            self.kept.add(table)
+            return
+        kept = pa.array([verdict == "" for verdict in verdicts], type=pa.bool_())
+        self.kept.add(table.filter(kept))
+        if self.rejected is not None:
+            dropped = table.append_column(DROPPED_BY, pa.array(verdicts, type=pa.string()))
+            self.rejected.add(dropped.filter(pc.invert(kept)))
 
     def _checkpoint(self, done: bool) -> None:
-        state, old_carry = self.state, self.state.carry_file
+        state = self.state
         state.checkpoint += 1
-        state.carry_file = None
-        if self.buffer is not None and self.buffer.num_rows:
-            state.carry_file = side_file_name(state.rank, "carry", state.checkpoint)
-            atomic_write_table(self.out_dir / state.carry_file, self.buffer.combine_chunks())
-        state.next_shard += len(self.new_shards)
+        superseded = [self.kept.checkpoint(self.out_dir)]
+        if self.rejected is not None:
+            superseded.append(self.rejected.checkpoint(self.out_dir))
+        for observer in self.observers:
+            name = side_file_name(state.rank, f"observer-{observer.name}", state.checkpoint, ".bin")
+            atomic_write_bytes(self.out_dir / name, observer.dump())
+            superseded.append(state.observer_files.get(observer.name))
+            state.observer_files[observer.name] = name
         state.dataset_state = copy.deepcopy(self.stream.state_dict())
         now = time.perf_counter()
         self.summary.elapsed_seconds += now - self._clock
@@ -413,16 +529,8 @@ class _RankWriter:
         state.summary = self.summary.to_dict()
         state.done = done
         state.save(self.out_dir)
-        if old_carry and old_carry != state.carry_file:
-            (self.out_dir / old_carry).unlink(missing_ok=True)
-        self.new_shards = []
+        for old in superseded:
+            if old:
+                (self.out_dir / old).unlink(missing_ok=True)
         if self.publisher is not None:
             _publish_pending(state, self.out_dir, self.publisher)
-
-    def _read_carry(self, name: str | None) -> Any:
-        import pyarrow.parquet as pq
-
-        if name is None:
-            return None
-        table = pq.read_table(self.out_dir / name)
-        return table.cast(self.schema) if self.schema is not None else table

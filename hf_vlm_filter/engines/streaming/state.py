@@ -5,7 +5,12 @@ Layout of a job folder (``rank`` and shard ``index`` zero-padded)::
     OUT/data/train-r{rank:03d}-{index:05d}.parquet     kept rows, in stream order, shard by shard
     OUT/state/rank-{rank:03d}.json                     resume state of one rank (RankState)
     OUT/state/rank-{rank:03d}-carry-{n:05d}.parquet    kept rows not yet in a shard at checkpoint n
+    OUT/state/rank-{rank:03d}-rejected-carry-{n:05d}.parquet  rejected rows not yet in a shard (``--rejected-out``)
+    OUT/state/rank-{rank:03d}-observer-{name}-{n:05d}.bin     what a row observer (a report's sample) holds
+    REJECTED/data/train-r{rank:03d}-{index:05d}.parquet  rejected rows, with ``dropped_by`` (``--rejected-out``)
     OUT/manifest.json, summary.txt                     written by finalize_job (and the card by its finishers)
+
+Shards are ``.parquet`` or, with the WebDataset output format, ``.tar``.
 
 Every file is written to a temporary name and renamed into place, and a rank's state is written
 after the shards and the carry file it names: whatever instant a process dies at, the state on disk
@@ -26,12 +31,12 @@ from typing import Any
 DATA_DIR = "data"
 STATE_DIR = "state"
 MANIFEST = "manifest.json"
-SHARD_PATTERN = re.compile(r"^train-r(\d{3})-(\d{5})\.parquet$")
+SHARD_PATTERN = re.compile(r"^train-r(\d{3})-(\d{5})\.(parquet|tar)$")
 
 
-def shard_name(rank: int, index: int) -> str:
+def shard_name(rank: int, index: int, suffix: str = ".parquet") -> str:
     """Repo-relative path of shard ``index`` of ``rank``: ``data/train-r000-00000.parquet``."""
-    return f"{DATA_DIR}/train-r{rank:03d}-{index:05d}.parquet"
+    return f"{DATA_DIR}/train-r{rank:03d}-{index:05d}{suffix}"
 
 
 def state_path(out_dir: Path, rank: int) -> Path:
@@ -39,9 +44,10 @@ def state_path(out_dir: Path, rank: int) -> Path:
     return Path(out_dir) / STATE_DIR / f"rank-{rank:03d}.json"
 
 
-def side_file_name(rank: int, kind: str, checkpoint: int) -> str:
-    """Path (relative to the job folder) of a side file (``kind="carry"``) of a checkpoint."""
-    return f"{STATE_DIR}/rank-{rank:03d}-{kind}-{checkpoint:05d}.parquet"
+def side_file_name(rank: int, kind: str, checkpoint: int, suffix: str = ".parquet") -> str:
+    """Path (relative to the job folder) of a side file of a checkpoint (``kind``: ``carry``,
+    ``rejected-carry``, ``observer-{name}``)."""
+    return f"{STATE_DIR}/rank-{rank:03d}-{kind}-{checkpoint:05d}{suffix}"
 
 
 def atomic_write_bytes(path: Path, data: bytes) -> None:
@@ -84,7 +90,8 @@ class RankState:
     ``dataset_state`` is ``IterableDataset.state_dict()`` taken after every row counted in
     ``summary`` was consumed; ``next_shard`` the index the next shard will get; ``carry_file`` holds
     kept rows consumed but not yet in a shard; ``uploaded`` the shards already published;
-    ``done`` is set when the stream is exhausted.
+    ``rejected_*`` the same for the rejected rows (paths relative to the rejected folder);
+    ``observer_files`` each row observer's saved state; ``done`` is set when the stream is exhausted.
     """
 
     rank: int
@@ -97,6 +104,10 @@ class RankState:
     carry_file: str | None = None
     shards: list[ShardRecord] = field(default_factory=list)
     uploaded: list[str] = field(default_factory=list)
+    rejected_next_shard: int = 0
+    rejected_carry_file: str | None = None
+    rejected_shards: list[ShardRecord] = field(default_factory=list)
+    observer_files: dict[str, str] = field(default_factory=dict)
     done: bool = False
 
     def save(self, out_dir: Path) -> None:
@@ -111,6 +122,7 @@ class RankState:
             return None
         data = json.loads(path.read_text())
         data["shards"] = [ShardRecord(**shard) for shard in data.get("shards", [])]
+        data["rejected_shards"] = [ShardRecord(**shard) for shard in data.get("rejected_shards", [])]
         return cls(**data)
 
     @classmethod
@@ -125,22 +137,30 @@ class RankState:
         done = set(self.uploaded)
         return [shard.path for shard in self.shards if shard.path not in done]
 
-    def remove_leftovers(self, out_dir: Path) -> list[Path]:
+    def remove_leftovers(self, out_dir: Path, rejected_dir: Path | None = None) -> list[Path]:
         """Delete this rank's files that the state does not name (work after the last checkpoint)."""
         out_dir = Path(out_dir)
-        removed: list[Path] = []
-        for path in sorted((out_dir / DATA_DIR).glob(f"train-r{self.rank:03d}-*.parquet")):
-            match = SHARD_PATTERN.match(path.name)
-            if match and int(match.group(2)) >= self.next_shard:
+        removed = _remove_shards_from(out_dir / DATA_DIR, self.rank, self.next_shard)
+        if rejected_dir is not None:
+            removed += _remove_shards_from(Path(rejected_dir) / DATA_DIR, self.rank, self.rejected_next_shard)
+        named = {self.carry_file, self.rejected_carry_file, *self.observer_files.values()}
+        for path in sorted((out_dir / STATE_DIR).glob(f"rank-{self.rank:03d}-*")):
+            if path.suffix in (".parquet", ".bin") and f"{STATE_DIR}/{path.name}" not in named:
                 path.unlink()
                 removed.append(path)
-        named = {self.carry_file}
-        for path in sorted((out_dir / STATE_DIR).glob(f"rank-{self.rank:03d}-*.parquet")):
-            if f"{STATE_DIR}/{path.name}" not in named:
-                path.unlink()
-                removed.append(path)
-        temporary = [*(out_dir / DATA_DIR).glob(f".train-r{self.rank:03d}-*.tmp-*"),
-                     *(out_dir / STATE_DIR).glob(f".rank-{self.rank:03d}*.tmp-*")]
-        for path in temporary:
+        for path in (out_dir / STATE_DIR).glob(f".rank-{self.rank:03d}*.tmp-*"):
             path.unlink(missing_ok=True)
         return removed
+
+
+def _remove_shards_from(folder: Path, rank: int, next_shard: int) -> list[Path]:
+    """This rank's shards in ``folder`` numbered ``next_shard`` or more, and temporary files."""
+    removed = []
+    for path in sorted(folder.glob(f"train-r{rank:03d}-*")):
+        match = SHARD_PATTERN.match(path.name)
+        if match and int(match.group(2)) >= next_shard:
+            path.unlink()
+            removed.append(path)
+    for path in folder.glob(f".train-r{rank:03d}-*.tmp-*"):
+        path.unlink(missing_ok=True)
+    return removed
