@@ -7,7 +7,7 @@ Layers, lowest first (a module may import its own layer and those below):
     inputs, models (+ _version)                       cells, captions and checkpoints
     scorers, visa                                     the scorer contract and every scorer
     engines, training                                 what drives scorers; judge training beside them
-    hub                                               publishing what the engines recorded
+    hub, reports                                      publishing and showing what the engines recorded
     cli, the package root                             the command line and the public facade
     testing                                           test support: imported by nothing in the package
 """
@@ -24,7 +24,7 @@ LAYERS = {
     "_version": 0, "inputs": 0, "models": 1,
     "scorers": 2, "visa": 2,
     "engines": 3, "training": 3,
-    "hub": 4,
+    "hub": 4, "reports": 4,
     "cli": 5, "__init__": 5, "__main__": 5,
     "testing": 6,
 }
