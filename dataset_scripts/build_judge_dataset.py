@@ -4,9 +4,14 @@
         --examples-per-image 4 --levels 0.25,0.25,0.25,0.25 --seed 0
 
 ``--out DIR`` writes ``save_to_disk`` (reload with ``datasets.load_from_disk``); ``--format parquet``
-writes ``DIR/train.parquet`` and ``DIR/validation.parquet`` instead. ``--levels`` takes four fractions
-(``0.4,0.2,0.2,0.2``) or four integer counts (``100,100,100,100``). ``--model M`` rewrites levels 0-2
-with an instruct LLM / VLM instead of the offline generators. Level counts per split are printed.
+writes ``DIR/train.parquet`` and ``DIR/validation.parquet`` instead; ``--push-to USER/NAME`` also
+pushes the splits with the rubric and the build report as the dataset card. ``--levels`` takes four
+fractions (``0.4,0.2,0.2,0.2``) or four integer counts (``100,100,100,100``). ``--neighbours`` picks
+how similar images are found (``auto``, ``text``, ``clip:<checkpoint>``, ``words``, ``random``);
+``--gate skip|demote|off`` and ``--min-words N`` set the source gate; ``--noise`` adds disfluent
+negatives. ``--model M`` rewrites levels 0-2 with an instruct LLM / VLM (``--sees-image``: a Qwen-VL
+model that sees each image). Level counts per split and the build report (counts per transformation
+and score, gate refusals, the text-only control) are printed.
 """
 
 from __future__ import annotations
@@ -16,7 +21,9 @@ import logging
 from pathlib import Path
 
 from hf_vlm_filter.training.builder import build_judge_dataset, level_counts
+from hf_vlm_filter.training.gate import DEFAULT_MIN_WORDS, GATE_MODES
 from hf_vlm_filter.training.levels import LEVEL_NAMES
+from hf_vlm_filter.training.report import judge_data_report
 
 
 def parse_levels(text: str) -> tuple[float, ...] | tuple[int, ...]:
@@ -47,8 +54,16 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--image-column")
     parser.add_argument("--text-column")
     parser.add_argument("--justify", action="store_true", help="a short justification before 'score: {N}'")
+    parser.add_argument("--neighbours", default="auto",
+                        help="similar images for hard negatives: auto, text, text:DIR, clip:CHECKPOINT, words, random")
+    parser.add_argument("--gate", choices=GATE_MODES, default="skip",
+                        help="refused originals (URL, file name, spam, boilerplate, short): skip, demote, off")
+    parser.add_argument("--min-words", type=int, default=DEFAULT_MIN_WORDS, help="the gate refuses shorter originals")
+    parser.add_argument("--noise", action="store_true", help="also make disfluent negatives (shuffles, char noise)")
     parser.add_argument("--model", help="rewrite levels 0-2 with this instruct LLM / VLM (Hub id or folder)")
+    parser.add_argument("--sees-image", action="store_true", help="--model is a Qwen-VL model that sees each image")
     parser.add_argument("--device")
+    parser.add_argument("--push-to", help="also push to this Hub dataset repo, with the report as its card")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(message)s")
 
@@ -56,12 +71,12 @@ def main(argv: list[str] | None = None) -> None:
     if args.model:
         from hf_vlm_filter.training.rewrite import RewriteGenerator
 
-        generator = RewriteGenerator(args.model, device=args.device)
+        generator = RewriteGenerator(args.model, device=args.device, sees_image=args.sees_image)
     graded = build_judge_dataset(
         args.source, levels=args.levels, examples_per_image=args.examples_per_image,
         validation_fraction=args.validation_fraction, seed=args.seed, generator=generator, layout=args.layout,
         streaming=args.streaming, limit=args.limit, image_column=args.image_column, text_column=args.text_column,
-        justify=args.justify,
+        justify=args.justify, neighbours=args.neighbours, gate=args.gate, min_words=args.min_words, noise=args.noise,
     )
     out = Path(args.out)
     if args.format == "parquet":
@@ -74,7 +89,15 @@ def main(argv: list[str] | None = None) -> None:
         counts = level_counts(dataset).items()
         per_level = "  ".join(f"{level} {name}: {count}" for level, (name, count) in enumerate(counts))
         print(f"{split}: {len(dataset)} examples  |  {per_level}")
+    report = judge_data_report(graded)
+    if report is not None:
+        print(report.markdown())
     print(f"written to {out} ({args.format})")
+    if args.push_to:
+        from hf_vlm_filter.training.publish import push_judge_dataset
+
+        push_judge_dataset(graded, args.push_to, report=report)
+        print(f"pushed to {args.push_to}")
 
 
 if __name__ == "__main__":

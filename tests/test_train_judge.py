@@ -17,7 +17,7 @@ from hf_vlm_filter.scorers.unifilter_score import unifilter_scores
 from hf_vlm_filter.testing import save_tiny_model
 from hf_vlm_filter.training.generative import IGNORE_INDEX, GenerativeRecipe
 from hf_vlm_filter.training.levels import graded_caption_features
-from hf_vlm_filter.training.metrics import level_metrics, predicted_levels
+from hf_vlm_filter.training.metrics import level_metrics, predicted_levels, rubric_metrics
 from hf_vlm_filter.training.scenes import COLOURS, Scene, graded_caption
 from hf_vlm_filter.training.score_head import ScoreHeadSize
 from hf_vlm_filter.training.trainer import JudgeTrainingOptions, train_judge
@@ -60,6 +60,13 @@ def test_level_metrics_rubric_scale_nan_rows_and_bad_input():
     metrics = level_metrics([0, 3, 3], [2.0, math.nan, 9.5], scale="rubric")
     assert metrics["count"] == 2 and metrics["accuracy"] == 1.0 and metrics["auc_3_vs_0"] == 1.0
     assert math.isnan(level_metrics([3, 3], [1.0, 2.0])["auc_3_vs_0"])
+    # rubric metrics: keep (>= 9) against the rest, Spearman against the targets
+    rubric = rubric_metrics([10, 2, 7, 1, 9], [8.0, 8.5, 3.0, 1.0, math.nan])
+    assert rubric["auc_keep"] == pytest.approx(2 / 3)      # 10 scored above 7 and 1, below 2: 2 of 3 pairs
+    assert rubric["spearman_score"] == pytest.approx(0.4)  # ranks (4, 2, 3, 1) vs (3, 4, 2, 1)
+    assert math.isnan(rubric_metrics([2, 3], [1.0, 2.0])["auc_keep"])
+    with pytest.raises(ValueError, match="equal length"):
+        rubric_metrics([1, 2], [1.0])
     with pytest.raises(ValueError, match="levels must be in 0-3"):
         level_metrics([4], [1.0])
     with pytest.raises(ValueError, match="equal length"):
@@ -100,7 +107,9 @@ def test_scene_dataset_rows_and_features():
     ds = graded_scenes(3, seed=2)
     assert ds.features == graded_caption_features()
     assert ds["level"] == [0, 1, 2, 3] * 3
-    assert ds["score"] == [1, 4, 7, 10] * 3 and ds["target"][:2] == ["score: {1}", "score: {4}"]
+    # rubric-true scores: a wrong fact is a hallucination (<= 2), only the exact caption is kept (>= 9)
+    assert ds["score"] == [1, 1, 2, 10] * 3 and ds["target"][:3] == ["score: {1}", "score: {1}", "score: {2}"]
+    assert ds["transformation"][:4] == ["scene_other", "scene_two_wrong", "scene_one_wrong", "scene_exact"]
     assert len(set(ds["source_id"])) == 3 and set(ds["generator"]) == {"scenes"}
     assert ds["text"] != graded_scenes(3, seed=3)["text"]
 
@@ -141,6 +150,20 @@ def test_generative_training_learns_the_answer(tiny_judge, tmp_path):
     assert np.mean(scores_before) < 6 and np.mean(scores_after) > 9
 
 
+@pytest.mark.slow
+def test_generative_training_learns_both_ends_of_the_rubric(tiny_judge, tmp_path):
+    """Trained on exact captions (score 10) and other scenes' captions (score 1) of the same images, the
+    saved judge scores the first above the second: the loss reaches the answer's digits, not a constant."""
+    ds = graded_scenes(4, seed=0).filter(lambda row: row["level"] in (0, 3))
+    options = JudgeTrainingOptions(max_steps=48, batch_size=8, learning_rate=2e-2, **TINY_BUDGET)
+    result = train_judge(ds, tmp_path / "judge", base_model=tiny_judge, kind="generative", options=options)
+    judge = VLMJudge(str(result.path), device="cpu", text_column="text", **TINY_BUDGET)
+    scores = np.array(ds.map(judge, batched=True, batch_size=8)["judge_score"])
+    exact, other = scores[np.array(ds["level"]) == 3], scores[np.array(ds["level"]) == 0]
+    assert rubric_metrics(ds["score"], scores)["auc_keep"] >= 0.9   # a constant scores 0.5
+    assert exact.mean() - other.mean() > 4
+
+
 def test_generative_lora_checkpoint_round_trips_into_the_judge(tiny_judge, tmp_path):
     data = DatasetDict(train=graded_scenes(4, seed=0), validation=graded_scenes(2, seed=1))
     options = JudgeTrainingOptions(max_steps=4, batch_size=4, learning_rate=1e-2, lora_rank=4, **TINY_BUDGET)
@@ -156,8 +179,9 @@ def test_generative_lora_checkpoint_round_trips_into_the_judge(tiny_judge, tmp_p
     judge = VLMJudge.from_pretrained(str(result.path), device="cpu", text_column="text", **TINY_BUDGET)
     scored = data["validation"].map(judge, batched=True, batch_size=3)
     assert scored["judge_error"] == [""] * 8
-    metrics = level_metrics(scored["level"], scored["judge_score"], scale="rubric")
-    assert metrics == pytest.approx(result.metrics, abs=1e-5)   # in-memory evaluation == the saved judge
+    metrics = {**level_metrics(scored["level"], scored["judge_score"], scale="rubric"),
+               **rubric_metrics(scored["score"], scored["judge_score"])}
+    assert metrics == pytest.approx(result.metrics, abs=1e-5, nan_ok=True)   # in-memory evaluation == the saved judge
     assert [entry["step"] for entry in result.history] == [4]
 
 
@@ -176,7 +200,9 @@ def test_score_head_checkpoint_round_trips_into_unifilter(num_labels, tmp_path):
                           fn_kwargs={"model": str(result.path), "device": "cpu", "text_column": "text"})
     assert scored["unifilter_error"] == [""] * 12
     # the saved checkpoint, scored through ds.map, gives exactly the in-training evaluation
-    assert level_metrics(scored["level"], scored["unifilter_score"]) == pytest.approx(result.metrics, abs=1e-5)
+    metrics = {**level_metrics(scored["level"], scored["unifilter_score"]),
+               **rubric_metrics(scored["score"], scored["unifilter_score"])}
+    assert metrics == pytest.approx(result.metrics, abs=1e-5, nan_ok=True)
     assert ("unifilter_probs" in scored.column_names) == (num_labels == 4)
     trained, initial = load_file(str(result.path / "model.safetensors")), load_file(str(base / "model.safetensors"))
     assert trained.keys() == initial.keys()

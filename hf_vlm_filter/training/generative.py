@@ -31,7 +31,7 @@ from ..inputs import ImagePolicy, clean_caption, load_image
 from ..models.qwen_vl_inputs import QwenVLPromptBuilder
 from ..models.score_readout import digit_token_ids, expected_score, score_distribution
 from ..models.judge_prompt import FAST_ASSISTANT_PREFIX, SYSTEM_PROMPT, USER_PREFIX
-from .levels import judge_target
+from .levels import judge_target, score_for_level
 
 if TYPE_CHECKING:
     from datasets import Dataset
@@ -117,8 +117,11 @@ class GenerativeRecipe:
         return get_peft_model(model, config)
 
     def answer_ids(self, row: dict[str, Any]) -> list[int]:
-        """Token ids of the row's answer: its ``target`` (or ``score: {N}`` for its ``level``), then ``<|im_end|>``."""
-        target = row.get("target") or judge_target(int(row["level"]))
+        """Token ids of the row's answer: its ``target`` (else ``score: {N}`` of its rubric ``score``, else
+        of its level's nominal score), then ``<|im_end|>``."""
+        score = row.get("score")
+        target = row.get("target") or judge_target(int(score) if score is not None else
+                                                   score_for_level(int(row["level"])))
         return self.tokenizer(target, add_special_tokens=False)["input_ids"] + [self.end_of_turn]
 
     @torch.no_grad()

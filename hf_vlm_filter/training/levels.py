@@ -1,23 +1,21 @@
-"""The one mapping between UniFilter's quality levels (0-3) and the compact judge's 1-10 rubric.
+"""UniFilter's quality levels (0-3), the judge's ``score: {N}`` target, and the graded-data features.
 
-UniFilter trains on four semi-synthetic levels; the compact judge answers ``score: {N}`` on a 1-10
-rubric and keeps ``N >= 9``. A graded example carries both: its ``level`` and the rubric ``score``
-that level stands for, chosen so that the judge's keep threshold (9) keeps exactly level 3.
+A graded example carries both labels: its UniFilter ``level`` (the score head learns it) and the
+compact judge's rubric ``score`` (the generative judge learns ``score: {N}``). Both come from the
+transformation that made the example (:data:`~hf_vlm_filter.training.rubric.RUBRIC`, one table), so
+a level stands for several scores: a colour swap is ``partially_accurate`` and scores 2 (a
+hallucination), a dropped trailing phrase is ``partially_accurate`` and scores 7.
 
-=====  ===================  =====  ======================================================
-level  name                 score  rubric band (score range read back as this level)
-=====  ===================  =====  ======================================================
-3      accurate             10     9-10: detailed and fully accurate (kept at threshold 9)
-2      partially_accurate   7      6-8: basic, or one detail wrong / details dropped
-1      loosely_related      4      3-5: generic label or main object wrong
-0      mismatched           1      1-2: another image's caption, or disfluent text
-=====  ===================  =====  ======================================================
+:data:`SCORE_FOR_LEVEL` is only the *nominal* score of a level, for hand-made rows that carry a level
+and no rubric score; the builder and the scenes never use it. :func:`level_for_score` reads a 1-10
+score back to the level whose nominal band it falls in (1-2 -> 0, 3-5 -> 1, 6-8 -> 2, 9-10 -> 3: the
+keep threshold 9 is level 3).
 
 Example:
+    >>> judge_target(2), judge_target(10, "The caption describes the image accurately.")
+    ('score: {2}', 'The caption describes the image accurately. score: {10}')
     >>> score_for_level(3), level_for_score(9), level_for_score(5.5)
     (10, 3, 1)
-    >>> judge_target(2), judge_target(0, "The caption describes another image.")
-    ('score: {7}', 'The caption describes another image. score: {1}')
 """
 
 from __future__ import annotations
@@ -27,6 +25,7 @@ import math
 from datasets import ClassLabel, Features, Image, Value
 
 LEVEL_NAMES: tuple[str, ...] = ("mismatched", "loosely_related", "partially_accurate", "accurate")
+#: Nominal score of each level, for rows with a level and no rubric score (see the module docstring).
 SCORE_FOR_LEVEL: dict[int, int] = {0: 1, 1: 4, 2: 7, 3: 10}
 # Lowest rubric score read back as each level (level 3 starts at the judge's keep threshold, 9).
 LEVEL_LOWER_BOUNDS: tuple[float, ...] = (1.0, 3.0, 6.0, 9.0)
@@ -34,14 +33,14 @@ JUDGE_KEEP_THRESHOLD = 9
 
 
 def score_for_level(level: int) -> int:
-    """The 1-10 rubric score that stands for ``level`` (0-3)."""
+    """The nominal 1-10 score of ``level`` (0-3), for rows that carry no rubric score."""
     if level not in SCORE_FOR_LEVEL:
         raise ValueError(f"level must be one of 0, 1, 2, 3, got {level!r}")
     return SCORE_FOR_LEVEL[level]
 
 
 def level_for_score(score: float) -> int:
-    """The level (0-3) a 1-10 rubric score falls in: 1-2 -> 0, 3-5 -> 1, 6-8 -> 2, 9-10 -> 3.
+    """The level (0-3) whose nominal band a 1-10 score falls in: 1-2 -> 0, 3-5 -> 1, 6-8 -> 2, 9-10 -> 3.
 
     Fractional scores (the judge's expected score) fall in the band whose lower bound they reach.
     """
@@ -50,9 +49,12 @@ def level_for_score(score: float) -> int:
     return max(level for level, bound in enumerate(LEVEL_LOWER_BOUNDS) if score >= bound)
 
 
-def judge_target(level: int, justification: str = "") -> str:
-    """The generative judge's training answer for ``level``: ``score: {N}``, after an optional justification."""
-    answer = f"score: {{{score_for_level(level)}}}"
+def judge_target(score: int, justification: str = "") -> str:
+    """The generative judge's training answer for a rubric ``score`` (1-10): ``score: {N}``, after an
+    optional justification."""
+    if isinstance(score, bool) or not isinstance(score, int) or not 1 <= score <= 10:
+        raise ValueError(f"score must be an integer in 1-10, got {score!r}")
+    answer = f"score: {{{score}}}"
     justification = justification.strip()
     return f"{justification} {answer}" if justification else answer
 
@@ -65,6 +67,7 @@ def graded_caption_features() -> Features:
         "level": ClassLabel(names=list(LEVEL_NAMES)),
         "score": Value("int32"),
         "target": Value("string"),
+        "transformation": Value("string"),
         "generator": Value("string"),
         "source_id": Value("string"),
     })

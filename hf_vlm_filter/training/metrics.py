@@ -1,14 +1,22 @@
-"""How well a judge's scores follow graded quality levels: accuracy, Spearman and AUC (level 3 vs 0).
+"""How well a judge's scores follow graded quality: level metrics and rubric metrics.
 
-Scores may be on the UniFilter scale (``"level"``: 0-3, a regression output or an expected level)
+:func:`level_metrics` compares scores with UniFilter levels: accuracy, Spearman and AUC (level 3 vs
+0). Scores may be on the UniFilter scale (``"level"``: 0-3, a regression output or an expected level)
 or on the compact judge's rubric (``"rubric"``: 1-10, read back to levels with
-:func:`~hf_vlm_filter.training.levels.level_for_score`).
+:func:`~hf_vlm_filter.training.levels.level_for_score`; with rubric-true targets a hallucination scores
+2 at level 2, so read ``accuracy`` on that scale as "in the level's nominal band").
+
+:func:`rubric_metrics` compares scores with the examples' rubric scores: the AUC of the keep decision
+(target ``>= 9`` against the rest) and the Spearman correlation with the targets — meaningful for
+either judge, since both are rank statistics.
 
 Example:
     >>> level_metrics([0, 1, 2, 3], [0.1, 1.2, 1.9, 2.8])
     {'accuracy': 1.0, 'spearman': 1.0, 'auc_3_vs_0': 1.0, 'count': 4}
     >>> level_metrics([0, 3], [2.0, 9.5], scale="rubric")["accuracy"]
     1.0
+    >>> rubric_metrics([10, 2, 7, 1], [9.1, 3.0, 6.5, 1.2])
+    {'auc_keep': 1.0, 'spearman_score': 1.0}
 """
 
 from __future__ import annotations
@@ -61,3 +69,26 @@ def level_metrics(levels: Sequence[int], scores: Sequence[float], scale: str = "
     if len(set(levels_array[extremes].tolist())) == 2:
         auc = float(roc_auc_score(levels_array[extremes] == 3, scores_array[extremes]))
     return {"accuracy": accuracy, "spearman": spearman, "auc_3_vs_0": auc, "count": int(kept.sum())}
+
+
+def rubric_metrics(targets: Sequence[int], scores: Sequence[float]) -> dict[str, float]:
+    """``auc_keep`` (ROC AUC of the scores separating target ``>= 9`` from the rest) and
+    ``spearman_score`` (scores vs rubric targets); NaN rows left out, NaN when not computable."""
+    from scipy.stats import spearmanr
+    from sklearn.metrics import roc_auc_score
+
+    from .rubric import KEEP_SCORE
+
+    targets_array = np.asarray(targets, dtype=np.float64)
+    scores_array = np.asarray(scores, dtype=np.float64)
+    if targets_array.shape != scores_array.shape or targets_array.ndim != 1:
+        raise ValueError(f"targets and scores must be 1-D and of equal length, got {targets_array.shape} "
+                         f"and {scores_array.shape}")
+    kept = ~np.isnan(scores_array)
+    targets_array, scores_array = targets_array[kept], scores_array[kept]
+    keep = targets_array >= KEEP_SCORE
+    auc = float(roc_auc_score(keep, scores_array)) if 0 < keep.sum() < keep.size else math.nan
+    spearman = math.nan
+    if len(set(targets_array.tolist())) > 1 and len(set(scores_array.tolist())) > 1:
+        spearman = float(spearmanr(targets_array, scores_array).statistic)
+    return {"auc_keep": auc, "spearman_score": spearman}

@@ -1,26 +1,43 @@
-"""The model generator: an instruct LLM or VLM rewrites a caption at a requested quality level.
+"""The model generator: an instruct LLM or VLM rewrites a caption into a chosen transformation.
 
-The prompts are the package's own, one per level, in ``hf_vlm_filter/training/prompts/level_{0..3}.txt``
-(each has a ``{caption}`` placeholder). Any checkpoint ``AutoModelForCausalLM`` loads works, and VLM
-chat checkpoints ``AutoModelForImageTextToText`` loads (the caption is rewritten from text alone). The
-prompt goes through the tokenizer's chat template when it has one, else it is used as plain text.
-Generation is greedy and batched (left padding); the answer's first non-empty line is the new caption.
+Each model transformation of the rubric table (:data:`~hf_vlm_filter.training.rubric.RUBRIC`) has its
+own prompt, in ``hf_vlm_filter/training/prompts/<transformation>.txt`` (ending with a ``{caption}``
+placeholder), and so its own target score:
 
-The builder records rewritten examples with ``generator = "model:<name>"`` and falls back to the offline
-generators of the same level when a rewrite is empty or, below level 3, equal to the source caption.
+=====  ==========================================================================================
+level  model transformations (rubric score)
+=====  ==========================================================================================
+3      ``model_paraphrase`` (9)
+2      ``model_hallucination`` (2), ``model_minor_omission`` (7)
+1      ``model_object`` (2), ``model_generic`` (3), ``model_major_omission`` (4)
+0      ``model_mismatch`` (1)
+=====  ==========================================================================================
+
+The builder draws one transformation of the dealt level per example (:func:`model_transformation`).
+Any checkpoint ``AutoModelForCausalLM`` loads works from the caption alone. A Qwen-VL chat checkpoint
+with ``sees_image=True`` also *sees the image*: the prompt is a user turn ``[image, prompt + caption]``
+built by the judge's own :class:`~hf_vlm_filter.models.qwen_vl_inputs.QwenVLPromptBuilder`, so a
+hallucinated detail can be chosen against what the picture shows. Text-only prompts go through the
+tokenizer's chat template when it has one, else are used as plain text. Generation is greedy and
+batched (left padding); the answer's first non-empty line is the new caption.
+
+The builder records rewritten examples with ``generator = "model:<name>"`` and the transformation,
+and falls back to the offline generators of the same level when a rewrite is empty or, below level
+3, equal to the source caption.
 
 Example:
-    >>> from hf_vlm_filter.training.rewrite import RewriteGenerator, level_prompt
-    >>> "{caption}" in level_prompt(2, template=True)
-    True
+    >>> from hf_vlm_filter.training.rewrite import RewriteGenerator, level_prompt, transformation_prompt
+    >>> "{caption}" in level_prompt(2, template=True), transformation_prompt("model_generic", "a dog") != ""
+    (True, True)
     >>> generator = RewriteGenerator("HuggingFaceTB/SmolLM2-135M-Instruct", levels=(0, 1, 2))  # doctest: +SKIP
-    >>> generator.rewrite(["two red cars on a street"], [2])                                   # doctest: +SKIP
+    >>> generator.rewrite(["two red cars on a street"], ["model_hallucination"])               # doctest: +SKIP
     ['two blue cars on a street']
 """
 
 from __future__ import annotations
 
 import logging
+import random
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from functools import lru_cache
@@ -29,24 +46,63 @@ from typing import Any
 
 import torch
 
+from ..inputs import ImagePolicy, load_image
 from ..models.loading import load_or_explain, resolve_device, resolve_dtype
+from .rubric import RUBRIC
 
 logger = logging.getLogger(__name__)
 
 LEVELS = (0, 1, 2, 3)
+#: The model transformations of each level, the first being the level's default (and how often each
+#: is drawn: hallucinations and mismatches read like real captions, omissions less so).
+MODEL_TRANSFORMATIONS: dict[int, dict[str, float]] = {
+    0: {"model_mismatch": 1.0},
+    1: {"model_object": 2.0, "model_generic": 1.0, "model_major_omission": 1.0},
+    2: {"model_hallucination": 2.0, "model_minor_omission": 1.0},
+    3: {"model_paraphrase": 1.0},
+}
+SYSTEM_PROMPT = "You are a helpful assistant."
+_CAPTION = "{caption}"
+
+
+def model_transformation(level: int, rng: random.Random) -> str:
+    """A model transformation of ``level``, drawn with ``rng`` by :data:`MODEL_TRANSFORMATIONS`' weights."""
+    if level not in MODEL_TRANSFORMATIONS:
+        raise ValueError(f"level must be one of {LEVELS}, got {level!r}")
+    names = list(MODEL_TRANSFORMATIONS[level])
+    return rng.choices(names, weights=list(MODEL_TRANSFORMATIONS[level].values()))[0]
+
+
+def _transformation(target: int | str) -> str:
+    """A model transformation name, from itself or from a level (the level's default)."""
+    if isinstance(target, int) and not isinstance(target, bool):
+        if target not in MODEL_TRANSFORMATIONS:
+            raise ValueError(f"level must be one of {LEVELS}, got {target!r}")
+        return next(iter(MODEL_TRANSFORMATIONS[target]))
+    if target not in RUBRIC or not any(target in names for names in MODEL_TRANSFORMATIONS.values()):
+        known = [name for names in MODEL_TRANSFORMATIONS.values() for name in names]
+        raise ValueError(f"unknown model transformation {target!r}; known: {known}")
+    return target
 
 
 @lru_cache(maxsize=None)
-def _prompt_template(level: int) -> str:
-    return resources.files("hf_vlm_filter.training").joinpath(f"prompts/level_{level}.txt").read_text(encoding="utf-8")
+def _prompt_template(name: str) -> str:
+    text = resources.files("hf_vlm_filter.training").joinpath(f"prompts/{name}.txt").read_text(encoding="utf-8")
+    return text.strip()
+
+
+def transformation_prompt(target: int | str, caption: str = "", *, template: bool = False) -> str:
+    """The rewrite prompt of a model transformation (or of a level's default one) with ``caption``
+    filled in (``template=True``: unfilled)."""
+    text = _prompt_template(_transformation(target))
+    return text if template else text.replace(_CAPTION, caption.strip())
 
 
 def level_prompt(level: int, caption: str = "", *, template: bool = False) -> str:
-    """The package's rewrite prompt for ``level`` with ``caption`` filled in (``template=True``: unfilled)."""
+    """The rewrite prompt of ``level``'s default model transformation (see :data:`MODEL_TRANSFORMATIONS`)."""
     if level not in LEVELS:
         raise ValueError(f"level must be one of {LEVELS}, got {level!r}")
-    text = _prompt_template(level).strip()
-    return text if template else text.replace("{caption}", caption.strip())
+    return transformation_prompt(level, caption, template=template)
 
 
 @dataclass(frozen=True)
@@ -59,6 +115,9 @@ class RewriteConfig:
             bf16 on CUDA, fp32 on CPU).
         levels: the levels this generator writes; the builder makes other levels offline (level 3 = the
             original caption by default).
+        sees_image: give the model the image with the prompt (a Qwen-VL chat checkpoint); the builder
+            then passes each row's image.
+        min_pixels / max_pixels: the image pixel budget with ``sees_image`` (``None``: the checkpoint's).
         batch_size: prompts per ``generate`` call.
         max_new_tokens: the longest rewrite.
         name: what ``generator`` records after ``"model:"`` (the model id by default).
@@ -69,13 +128,16 @@ class RewriteConfig:
     device: str | None = None
     dtype: str | None = None
     levels: tuple[int, ...] = (0, 1, 2)
+    sees_image: bool = False
+    min_pixels: int | None = 4 * 28 * 28
+    max_pixels: int | None = 256 * 28 * 28
     batch_size: int = 8
     max_new_tokens: int = 64
     name: str | None = None
 
 
 class RewriteGenerator:
-    """Rewrites captions at requested levels with a transformers chat model (greedy, batched).
+    """Rewrites captions into model transformations with a transformers chat model (greedy, batched).
 
     Pickles to its :class:`RewriteConfig` only; the model loads on first use.
 
@@ -94,6 +156,7 @@ class RewriteGenerator:
             raise ValueError("batch_size and max_new_tokens must be positive")
         self._tokenizer: Any = None
         self._model: Any = None
+        self._vision: Any = None
 
     @property
     def name(self) -> str:
@@ -105,27 +168,78 @@ class RewriteGenerator:
 
     def __setstate__(self, state: dict) -> None:
         self.config = RewriteConfig(**state)
-        self._tokenizer = self._model = None
+        self._tokenizer = self._model = self._vision = None
 
     def __repr__(self) -> str:
         return f"RewriteGenerator({self.config!r})"
 
-    def prompt(self, caption: str, level: int) -> str:
-        """The full model input for rewriting ``caption`` at ``level`` (chat template applied when there is one)."""
-        return self._format(self.tokenizer, level_prompt(level, caption))
+    def prompt(self, caption: str, target: int | str) -> str:
+        """The text model input for rewriting ``caption`` into ``target`` (a model transformation, or a
+        level for its default one), through the chat template when there is one."""
+        return self._format(self.tokenizer, transformation_prompt(target, caption))
 
-    def rewrite(self, captions: Sequence[str], levels: Sequence[int]) -> list[str | None]:
-        """One rewrite per ``(caption, level)``, in order; ``None`` where the model wrote nothing usable."""
-        if len(captions) != len(levels):
-            raise ValueError(f"{len(captions)} captions but {len(levels)} levels")
+    def rewrite(self, captions: Sequence[str], targets: Sequence[int | str],
+                images: Sequence[Any] | None = None) -> list[str | None]:
+        """One rewrite per ``(caption, target)``, in order; ``None`` where the model wrote nothing usable.
+
+        ``targets`` are model transformations (or levels: their default one). With ``images`` (one
+        image cell per caption: ``{"bytes", "path"}``, a path or a PIL image) the model sees each image
+        (a Qwen-VL chat checkpoint).
+        """
+        if len(captions) != len(targets):
+            raise ValueError(f"{len(captions)} captions but {len(targets)} targets")
+        if images is not None and len(images) != len(captions):
+            raise ValueError(f"{len(captions)} captions but {len(images)} images")
         if not captions:
             return []
-        tokenizer, model = self.load()
-        prompts = [self.prompt(caption, level) for caption, level in zip(captions, levels)]
+        names = [_transformation(target) for target in targets]
         out: list[str | None] = []
-        for start in range(0, len(prompts), self.config.batch_size):
-            out.extend(self._generate(tokenizer, model, prompts[start:start + self.config.batch_size]))
+        step = self.config.batch_size
+        if images is not None:
+            tokenizer, model = self.load()
+            for start in range(0, len(captions), step):
+                inputs = self.vision_inputs(captions[start:start + step], names[start:start + step],
+                                            images[start:start + step])
+                out.extend(self._generate_ids(tokenizer, model, inputs))
+            return out
+        tokenizer, model = self.load()
+        prompts = [self.prompt(caption, name) for caption, name in zip(captions, names)]
+        for start in range(0, len(prompts), step):
+            out.extend(self._generate(tokenizer, model, prompts[start:start + step]))
         return out
+
+    def vision_inputs(self, captions: Sequence[str], targets: Sequence[int | str],
+                      images: Sequence[Any]) -> dict[str, torch.Tensor]:
+        """Left-padded model inputs of ``[image, prompt + caption]`` user turns (Qwen-VL checkpoints)."""
+        builders, vision_tokenizer = self._vision_builders()
+        items = []
+        for caption, target, cell in zip(captions, targets, images):
+            builder = builders(_transformation(target))
+            items.append(builder.build(load_image(cell, ImagePolicy()), caption.strip()))
+        return builder.collate(items)
+
+    def _vision_builders(self) -> tuple[Any, Any]:
+        """A per-transformation :class:`QwenVLPromptBuilder` factory (cached) and the tokenizer."""
+        if self._vision is None:
+            from ..models.qwen_vl import load_qwen_vl_processors
+            from ..models.qwen_vl_inputs import QwenVLPromptBuilder
+
+            c = self.config
+            tokenizer, image_processor = load_qwen_vl_processors(
+                c.model, c.revision, min_pixels=c.min_pixels, max_pixels=c.max_pixels, what="rewrite VLM")
+            made: dict[str, Any] = {}
+
+            def builder(name: str) -> Any:
+                if name not in made:
+                    head, _, tail = transformation_prompt(name, template=True).partition(_CAPTION)
+                    if tail.strip():
+                        raise ValueError(f"the {name} prompt must end with {_CAPTION}")
+                    made[name] = QwenVLPromptBuilder(tokenizer, image_processor, system_prompt=SYSTEM_PROMPT,
+                                                     user_prefix=head, max_caption_tokens=256)
+                return made[name]
+
+            self._vision = (builder, tokenizer)
+        return self._vision
 
     @property
     def tokenizer(self) -> Any:
@@ -178,11 +292,16 @@ class RewriteGenerator:
                            fits.count(False), self.config.model)
             answers = iter(self._generate(tokenizer, model, [p for p, ok in zip(prompts, fits) if ok]))
             return [next(answers) if ok else None for ok in fits]
-        inputs = tokenizer(prompts, return_tensors="pt", padding=True, add_special_tokens=False).to(model.device)
-        generated = model.generate(
-            **inputs, do_sample=False, max_new_tokens=self.config.max_new_tokens,
-            pad_token_id=tokenizer.pad_token_id,
-        )
+        inputs = tokenizer(prompts, return_tensors="pt", padding=True, add_special_tokens=False)
+        return self._generate_ids(tokenizer, model, dict(inputs))
+
+    @torch.inference_mode()
+    def _generate_ids(self, tokenizer: Any, model: Any, inputs: dict[str, torch.Tensor]) -> list[str | None]:
+        """Greedy answers to left-padded ``inputs``, cleaned (:func:`clean_rewrite`)."""
+        inputs = {key: value.to(model.device) for key, value in inputs.items()}
+        pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
+        generated = model.generate(**inputs, do_sample=False, max_new_tokens=self.config.max_new_tokens,
+                                   pad_token_id=pad)
         answers = tokenizer.batch_decode(generated[:, inputs["input_ids"].shape[1]:], skip_special_tokens=True)
         return [clean_rewrite(answer) for answer in answers]
 

@@ -5,14 +5,17 @@ A :class:`Scene` is a group of identical coloured shapes (``count`` of them, one
 facts exactly: ``"two red circles on the left"``. Because the truth is known, the quality level of a
 caption is known too — it is the number of facts the caption gets wrong:
 
-=====  ==================================================================================
-level  caption
-=====  ==================================================================================
-3      exact: count, colour, shape and position right
-2      one of count / colour / shape wrong
-1      two of count / colour / shape wrong
-0      another scene's caption: count, colour, shape and position all wrong
-=====  ==================================================================================
+=====  =====  ===================  ==============================================================
+level  score  transformation       caption
+=====  =====  ===================  ==============================================================
+3      10     ``scene_exact``      exact: count, colour, shape and position right
+2      2      ``scene_one_wrong``  one of count / colour / shape wrong (a hallucination)
+1      1      ``scene_two_wrong``  two of count / colour / shape wrong
+0      1      ``scene_other``      another scene's caption: count, colour, shape and position all wrong
+=====  =====  ===================  ==============================================================
+
+The scores are the rubric's (:data:`~hf_vlm_filter.training.rubric.RUBRIC`): any wrong fact is a
+hallucination (at most 2), so only level 3 is kept by the judge.
 
 Example:
     >>> import random
@@ -35,7 +38,8 @@ from datasets import Dataset, Features, Image, Value
 from PIL import Image as PILImage
 from PIL import ImageDraw
 
-from .levels import graded_caption_features, judge_target, score_for_level
+from .levels import graded_caption_features, judge_target
+from .rubric import RUBRIC
 
 COLOURS: dict[str, tuple[int, int, int]] = {
     "red": (220, 30, 30), "green": (30, 170, 50), "blue": (30, 60, 220), "yellow": (235, 200, 20),
@@ -48,6 +52,8 @@ PERTURBABLE: tuple[str, ...] = ("count", "colour", "shape")
 _COUNT_WORDS = {1: "one", 2: "two", 3: "three"}
 _POSITION_PHRASES = {"left": "on the left", "right": "on the right", "top": "at the top", "bottom": "at the bottom"}
 GENERATOR = "scenes"
+#: The transformation (rubric row) of each scene level.
+SCENE_TRANSFORMATIONS = {3: "scene_exact", 2: "scene_one_wrong", 1: "scene_two_wrong", 0: "scene_other"}
 
 
 @dataclass(frozen=True)
@@ -145,7 +151,7 @@ def scene_dataset(num_scenes: int, *, seed: int = 0, image_size: int = 64,
     """``num_scenes`` random scenes, each paired with one caption per level in ``levels``.
 
     Rows follow :func:`~hf_vlm_filter.training.levels.graded_caption_features` (``generator`` is
-    ``"scenes"``, ``source_id`` is ``"scene-<seed>-<i>"``), so the same trainer and metrics serve
+    ``"scenes"``, ``transformation`` the level's ``scene_*`` row, ``source_id`` is ``"scene-<seed>-<i>"``), so the same trainer and metrics serve
     scene data and graded real data. Different seeds give different (held-out) scenes.
     """
     if num_scenes < 1:
@@ -156,11 +162,13 @@ def scene_dataset(num_scenes: int, *, seed: int = 0, image_size: int = 64,
         scene = Scene.random(rng)
         image = scene.draw(image_size, rng)
         for level in levels:
+            rubric = RUBRIC[SCENE_TRANSFORMATIONS[level]]
             rows["image"].append(image)
             rows["text"].append(graded_caption(scene, level, rng))
             rows["level"].append(level)
-            rows["score"].append(score_for_level(level))
-            rows["target"].append(judge_target(level))
+            rows["score"].append(rubric.score)
+            rows["target"].append(judge_target(rubric.score))
+            rows["transformation"].append(rubric.name)
             rows["generator"].append(GENERATOR)
             rows["source_id"].append(f"scene-{seed}-{index}")
     return Dataset.from_dict(rows, features=graded_caption_features())

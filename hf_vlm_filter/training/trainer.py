@@ -12,7 +12,8 @@ Two kinds of judge, each saved so that the scorers load it directly:
     Saved with its tokenizer and image processor; score with ``judge_scores`` / ``VLMJudge``.
 
 Every evaluation scores the evaluation split the way the scorer would and reports ``accuracy``,
-``spearman`` and ``auc_3_vs_0`` (see :mod:`hf_vlm_filter.training.metrics`).
+``spearman`` and ``auc_3_vs_0`` against the levels and, when the split has rubric ``score``\ s,
+``auc_keep`` and ``spearman_score`` against them (see :mod:`hf_vlm_filter.training.metrics`).
 
 Example:
     >>> from hf_vlm_filter.training.scenes import scene_dataset
@@ -37,7 +38,7 @@ import torch
 from datasets import Dataset, DatasetDict
 from transformers import PrinterCallback, Trainer, TrainingArguments
 
-from .metrics import level_metrics
+from .metrics import level_metrics, rubric_metrics
 from .options import JudgeTrainingOptions
 
 KINDS = ("score_head", "generative")
@@ -48,8 +49,8 @@ EVAL_SPLITS = ("validation", "test")
 class TrainedJudge:
     """Where the trained judge was saved, and how it scored the evaluation split.
 
-    ``metrics``: the last evaluation (``accuracy``, ``spearman``, ``auc_3_vs_0``, ``count``; empty
-    without an evaluation split); ``history``: every evaluation, with its ``step``; ``train_loss``:
+    ``metrics``: the last evaluation (``accuracy``, ``spearman``, ``auc_3_vs_0``, ``count``, and
+    ``auc_keep`` / ``spearman_score`` when the split has rubric scores; empty without an evaluation split); ``history``: every evaluation, with its ``step``; ``train_loss``:
     the mean training loss reported by the ``Trainer``.
     """
 
@@ -197,6 +198,8 @@ class _LevelEvaluatingTrainer(Trainer):
         scores = self.recipe.score(self.model, dataset, self.eval_rows_per_forward)
         self.model.train(was_training)
         metrics = level_metrics(dataset["level"], scores, self.recipe.scale)
+        if "score" in dataset.column_names:
+            metrics.update(rubric_metrics(dataset["score"], scores))
         self.history.append({"step": self.state.global_step, **metrics})
         logged = {f"{metric_key_prefix}_{name}": value for name, value in metrics.items()}
         self.log(logged)
