@@ -208,3 +208,16 @@ def test_streaming_job_flags(tiny_judge_path, tmp_path, capsys):
     # Resuming with another configuration is refused.
     assert main([*base, "--streaming", "--shard-rows", "5", "--batch-size", "3", "--resume"]) == 3
     assert "the job differs from the saved one in options.shard_rows (saved 4, now 5)" in capsys.readouterr().err
+
+
+def test_every_scorer_flag_has_its_whole_docstring_line_as_help(capsys, monkeypatch):
+    """Help comes from the config docstrings: a continuation line that starts ``word:`` does not cut
+    it, and Sphinx roles read as plain names."""
+    monkeypatch.setenv("COLUMNS", "4000")  # argparse wraps (and hyphen-breaks) at the terminal width
+    with pytest.raises(SystemExit):
+        main(["filter", "--help"])
+    text = " ".join(capsys.readouterr().out.split())
+    assert ("resize each image first as the seed script does (qwen-vl-utils' fetch_image: sides rounded to "
+            "multiples of 28 within 4..16384 visual tokens, PIL's default filter), then into the pixel budget") in text
+    assert "saved with DocumentFrequencies.save instead of inline" in text
+    assert ":meth:" not in text and ":class:" not in text and ":mod:" not in text and "``" not in text

@@ -142,17 +142,31 @@ def test_reference_parser_is_the_seed_rule(text, score):
     assert parse_generated_score(text) == score
 
 
-def test_reference_mode_parses_generated_text(tiny_judge_path):
+def test_reference_mode_without_a_score_gives_nan_and_a_reason(tiny_judge_path):
+    """The random tiny judge never writes `score: {N}`: the unparsed branch, and batch parity."""
     judge = VLMJudge(tiny_judge_path, device="cpu", mode="reference", max_new_tokens=12, return_text=True)
     ds = pairs(3)
     out = ds.map(judge, batched=True, batch_size=3)
     for row in out:
-        parsed = parse_generated_score(row["judge_output"])
-        if parsed is None:
-            assert math.isnan(row["judge_score"]) and "no `score: {N}`" in row["judge_error"]
-        else:
-            assert row["judge_score"] == parsed
+        assert parse_generated_score(row["judge_output"]) is None and row["judge_output"]
+        assert math.isnan(row["judge_score"]) and row["judge_error"] == "no `score: {N}` in the judge's output"
     # greedy + left padding: batched generation equals one row at a time
+    single = ds.map(judge, batched=True, batch_size=1)
+    assert list(single["judge_output"]) == list(out["judge_output"])
+
+
+@pytest.mark.slow
+def test_reference_mode_parses_generated_text():
+    """A tiny judge trained to write justifications (built once per session): every answer parses."""
+    from hf_vlm_filter.testing.justifying_judge import justifying_judge
+
+    trained = justifying_judge()
+    judge = VLMJudge(trained.path, device="cpu", mode="reference", text_column="text", return_text=True)
+    ds = trained.rows.select(range(12))
+    out = ds.map(judge, batched=True, batch_size=12)
+    parsed = [parse_generated_score(text) for text in out["judge_output"]]
+    assert None not in parsed and list(out["judge_score"]) == [float(score) for score in parsed]
+    assert list(out["judge_error"]) == [""] * 12 and len(set(parsed)) >= 2
     single = ds.map(judge, batched=True, batch_size=1)
     assert list(single["judge_output"]) == list(out["judge_output"])
 
@@ -227,15 +241,21 @@ def test_seed_layout_image_path_column(tiny_judge_path, tmp_path):
 
 
 def test_unreachable_hub_says_so(monkeypatch):
+    from huggingface_hub import constants
+
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", True)  # read once at import: as if set before the process
     with pytest.raises(CheckpointUnavailableError, match="local folder") as info:
         VLMJudge.from_pretrained("someone/not-a-real-judge", device="cpu")
     assert "hf download someone/not-a-real-judge" in str(info.value)
 
 
 def test_bad_options_fail_fast():
-    with pytest.raises(ValueError, match="mode"):
+    with pytest.raises(ValueError, match=r"mode must be one of \('fast', 'reference', 'justify'\)"):
         JudgeConfig(mode="slow")
+    assert [JudgeConfig(mode=mode).uses_seed_image_path for mode in ("fast", "reference", "justify")] == [False, True, True]
+    assert JudgeConfig(mode="fast", seed_image_path=True).uses_seed_image_path
+    assert not JudgeConfig(mode="justify", seed_image_path=False).uses_seed_image_path
     with pytest.raises(ValueError, match="min_pixels"):
         JudgeConfig(min_pixels=10, max_pixels=5)
 

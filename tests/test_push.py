@@ -76,7 +76,8 @@ def test_push_filtered_round_trip_with_card_from_the_run(hub, scored, kind, tiny
                                   "score_column": "judge_score", "error_column": "judge_error", "mode": "fast",
                                   "direction": "higher",
                                   "facts": {"scorer": "compact", "min_pixels": 4 * 28 * 28, "max_pixels": 64 * 28 * 28,
-                                            "max_new_tokens": 512, "attn_implementation": None,
+                                            "max_new_tokens": 512, "seed_image_path": False, "stop_at_score": True,
+                                            "attn_implementation": None,
                                             "prompt": prompt_text()}}]
     assert record["thresholds"] == thresholds and record["source_revision"] == "abc123"
     assert record["summary"]["errors"] == {"empty caption": 1, "not an image (unrecognised format)": 1}
@@ -179,6 +180,9 @@ def test_dataset_scripts_push_against_the_server(hub, tiny_judge_path, tmp_path)
     assert len(pushed_rows("user/recipe-hq")) == 11
     card = DatasetCard.load("user/recipe-hq", repo_type="dataset")
     assert card.data.to_dict()["hf_vlm_filter"]["recipe"].startswith("python dataset_scripts/push_filtered.py")
+    assert "## The cut" in card.text and "(assets/kept-00.jpg)" in card.text  # the thumbnails of the cut
+    files = HfApi().list_repo_files("user/recipe-hq", repo_type="dataset")
+    assert "report.html" in files and "assets/kept-00.jpg" in files
 
     done = subprocess.run(
         [sys.executable, "dataset_scripts/push_checkpoint.py", tiny_judge_path, "user/recipe-judge",

@@ -89,7 +89,10 @@ def _field_help(config_class: type, name: str) -> str:
     """The ``Args:`` line documenting ``name`` in ``config_class``'s docstring or its field groups'."""
     for cls in config_class.__mro__:
         doc = cls.__doc__ or ""
-        match = re.search(rf"^\s+(?:[\w ]+/ )?{name}(?: / [\w ]+)?: (.+?)(?=^\s+\w[\w /]*: |\Z)", doc, re.M | re.S)
+        # the next argument starts at the same indent; its continuation lines are indented further
+        match = re.search(rf"^([ \t]+)(?:[\w ]+/ )?{name}(?: / [\w ]+)?: (.+?)(?=^\1\w[\w /]*: |^\s*$|\Z)", doc,
+                          re.M | re.S)
         if match:
-            return " ".join(match.group(1).split()).replace("``", "").replace("%", "%%")
+            text = re.sub(r":\w+:`~?([^`]+)`", r"\1", " ".join(match.group(2).split()))  # Sphinx roles: the name
+            return text.replace("``", "").replace("%", "%%")
     return name.replace("_", " ")

@@ -1,33 +1,52 @@
 """The Compact VLM judge ("Trust the Model", arXiv 2507.20156) as a ``datasets`` map scorer.
 
 A Qwen2-VL fine-tune reads an image-caption pair and answers with a justification and
-``score: {N}`` on a 1-10 rubric; the paper keeps pairs scoring 9 or more. Two modes:
+``score: {N}`` on a 1-10 rubric; the paper keeps pairs scoring 9 or more. Three modes:
 
 ``mode="fast"`` (default)
     One forward pass per batch. The assistant turn is forced to start with ``score: {`` and the
     probability of every score 1..10 is read from the logits (see
     :mod:`hf_vlm_filter.models.score_readout`). ``judge_score`` is the expected score, a float in
     [1, 10]. Differences from the reference: the judge does not write its justification first, so
-    the score is not conditioned on it; and the score is a probability-weighted mean rather than
-    one sampled integer, which ranks pairs more finely.
+    the score is not conditioned on it (the published judge answers off the distribution it was
+    trained on); and the score is a probability-weighted mean rather than one greedy integer,
+    which ranks pairs more finely.
 ``mode="reference"``
-    The seed script's procedure: the same prompt, greedy ``generate`` up to ``max_new_tokens``
-    (512), and the seed's ``score:\\s*\\{(\\d+)\\}`` rule on the decoded text. Batched with left
+    The seed script's procedure: the same prompt and image path, greedy ``generate`` up to
+    ``max_new_tokens`` (512), and the seed's ``score:\\s*\\{(\\d+)\\}`` rule on the decoded text
+    (first match). Generation stops for a row as soon as that pattern has matched
+    (``stop_at_score``; the parsed score is the one the full 512 tokens give). Batched with left
     padding. Output without a score, or with one outside 1..10, gives NaN and a reason.
+``mode="justify"``
+    The judge writes its justification greedily, exactly as in reference mode, and is stopped when
+    it has written ``score: {``; one more forward pass then reads the probability of every score at
+    that point with fast mode's two-token readout. ``judge_score`` is the expected score
+    conditioned on the judge's own justification (its argmax is the reference mode's score whenever
+    the greedy continuation is one digit 2..9 and ``}``). A row that reaches ``max_new_tokens`` (or
+    ends its answer) without writing ``score: {`` gets ``score: {`` appended after its text and is
+    read there; ``judge_note`` says so (``""`` for the others).
+
+Image path: reference and justify modes first resize each image as the seed script does
+(qwen-vl-utils' ``fetch_image``, :mod:`hf_vlm_filter.models.seed_image_path`), then into the pixel
+budget; fast mode reads the decoded image into the budget directly unless ``seed_image_path=True``.
 
 Columns written: ``judge_score`` (float32, NaN when not scored), ``judge_error`` (``""`` or a
-reason), plus ``judge_probs`` (10 floats, fast mode, ``return_probs=True``) and ``judge_output``
-(the generated text, reference mode, ``return_text=True``).
+reason), plus ``judge_probs`` (10 floats, fast and justify modes, ``return_probs=True``),
+``judge_output`` (reference: the generated text; justify: the justification;
+``return_text=True``) and ``judge_note`` (justify mode).
 
 Throughput: each ``map`` batch is scored in micro-batches of ``micro_batch_size`` rows grouped by
 visual-token count (read from the image headers), while ``prefetch_workers`` background threads
 decode and preprocess the next micro-batches and stack them into (on CUDA: pinned) input tensors;
 see :mod:`hf_vlm_filter.scorers.batching`. Give ``map`` a ``batch_size`` several times
-``micro_batch_size`` (e.g. 1024 and 64) so there is something to overlap.
+``micro_batch_size`` (e.g. 1024 and 64) so there is something to overlap. Generation pads the rows
+that have stopped until the micro-batch's last row stops (transformers keeps finished rows in the
+batch), so rows of similar length in one micro-batch waste least.
 """
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from typing import Any
 
@@ -45,7 +64,7 @@ from ..models.judge_prompt import (
     USER_PREFIX,
     prompt_text,
 )
-from ..models.loading import resolve_device, resolve_dtype
+from ..models.loading import CheckpointUnavailableError, resolve_device, resolve_dtype
 from ..models.qwen_vl import (
     load_qwen_vl_model,
     load_qwen_vl_processors,
@@ -54,11 +73,26 @@ from ..models.qwen_vl import (
     ships_image_processor,
 )
 from ..models.qwen_vl_inputs import PreparedPair, QwenVLPromptBuilder, multimodal_position_ids
-from ..models.score_readout import digit_token_ids, expected_score, parse_generated_score, score_distribution
+from ..models.score_readout import (
+    SCORE_OPENING,
+    SCORE_PATTERN,
+    ScoreStop,
+    answer_ids,
+    decode_answer,
+    digit_token_ids,
+    expected_score,
+    parse_generated_score,
+    readout_ids,
+    score_distribution,
+)
+from ..models.seed_image_path import seed_fetch_image, seed_resize_size
 from .base import Batch, Scorer
 from .config import CaptionFields, ImageFields, PipelineFields, ScorerConfig
 
-MODES = ("fast", "reference")
+MODES = ("fast", "reference", "justify")
+#: ``judge_note`` of a justify-mode row whose score was read after a forced ``score: {``.
+FORCED_AT_LIMIT = "no `score: {{` in {limit} new tokens: score read after the text"
+FORCED_AT_END = "answer ended without `score: {`: score read after the text"
 
 
 @dataclass(frozen=True)
@@ -73,16 +107,24 @@ class JudgeConfig(PipelineFields, CaptionFields, ImageFields, ScorerConfig):
     Args:
         processor: where the tokenizer and image processor come from; ``None`` uses ``model`` and,
             when it ships none, ``Qwen/Qwen2-VL-2B-Instruct`` as the seed does.
-        mode: ``"fast"`` or ``"reference"`` (see the module docstring).
+        mode: ``"fast"``, ``"reference"`` or ``"justify"`` (see the module docstring).
         min_pixels: lower bound of the image pixel budget (images are resized into the budget);
             ``None``: the budget the checkpoint's image processor records (a judge trained with
             ``train_judge`` records its own), else the seed's 256·28².
         max_pixels: upper bound of the pixel budget (``448 * 448`` for a 448x448 budget); ``None``:
             the checkpoint's recorded one, else the seed's 1280·28².
         max_caption_tokens: captions are truncated to this many tokens.
-        max_new_tokens: generation cap in reference mode.
-        return_probs: fast mode: also write ``judge_probs`` (probabilities of scores 1..10).
-        return_text: reference mode: also write ``judge_output`` (the generated text).
+        max_new_tokens: generation cap in reference and justify modes.
+        return_probs: fast and justify modes: also write ``judge_probs`` (probabilities of scores 1..10).
+        return_text: reference and justify modes: also write ``judge_output`` (the generated text; in
+            justify mode the justification before ``score: {``).
+        stop_at_score: reference mode: stop a row's generation once the seed's ``score: {N}`` is
+            written (same score as generating on; the text ends there); ``False``: generate on until
+            the judge ends its turn or ``max_new_tokens``.
+        seed_image_path: resize each image first as the seed script does (qwen-vl-utils'
+            fetch_image: sides rounded to multiples of 28 within 4..16384 visual tokens, PIL's
+            default filter), then into the pixel budget; ``None``: on in reference and justify
+            modes, off in fast mode.
         attn_implementation: transformers attention kernel (``"sdpa"``, ``"flash_attention_2"``,
             ``"eager"``) for the whole model; ``None`` = sdpa, with the vision tower attending to a
             micro-batch's images in one call per layer
@@ -100,6 +142,8 @@ class JudgeConfig(PipelineFields, CaptionFields, ImageFields, ScorerConfig):
     max_new_tokens: int = 512
     return_probs: bool = False
     return_text: bool = False
+    stop_at_score: bool = True
+    seed_image_path: bool | None = None
     attn_implementation: str | None = None
 
     def validate(self) -> None:
@@ -115,6 +159,11 @@ class JudgeConfig(PipelineFields, CaptionFields, ImageFields, ScorerConfig):
         if self.max_caption_tokens < 1 or self.max_new_tokens < 1:
             raise ValueError("max_caption_tokens and max_new_tokens must be positive")
 
+    @property
+    def uses_seed_image_path(self) -> bool:
+        """Whether images go through the seed's resize first (``seed_image_path``, resolved)."""
+        return self.seed_image_path if self.seed_image_path is not None else self.mode != "fast"
+
 
 class _Preprocessing:
     """Tokenizer + image processor + prompt builder of one judge configuration (CPU only)."""
@@ -125,8 +174,8 @@ class _Preprocessing:
         if config.processor is None and not ships_image_processor(source, revision):
             source, revision = BASE_MODEL, None
         self.tokenizer, self.image_processor = load_qwen_vl_processors(
-            source, revision, min_pixels=config.min_pixels, max_pixels=config.max_pixels, what="judge")
-        budget = judge_pixel_budget(config, self.image_processor)
+            source, revision, min_pixels=None, max_pixels=None, what="judge")
+        budget = judge_pixel_budget(config, self.image_processor)  # read from the files as saved
         if budget != pixel_budget(self.image_processor):
             self.tokenizer, self.image_processor = load_qwen_vl_processors(
                 source, revision, min_pixels=budget[0], max_pixels=budget[1], what="judge")
@@ -142,6 +191,9 @@ class _Preprocessing:
             assistant_prefix=prefix,
         )
         self.digits = digit_token_ids(self.tokenizer)
+        eos = self.tokenizer.convert_tokens_to_ids("<|im_end|>")
+        #: Tokens that end the judge's answer (its turn end, and the tokenizer's EOS).
+        self.end_ids = {token for token in (eos, self.tokenizer.eos_token_id) if token is not None}
 
 
 def judge_pixel_budget(config: JudgeConfig, image_processor: Any) -> tuple[int, int]:
@@ -184,13 +236,16 @@ class VLMJudge(Scorer):
     name = "compact"
     summary = "compact VLM judge, 1-10 rubric (arXiv 2507.20156)"
     config_class = JudgeConfig
+    model_types = ("qwen2_vl", "qwen2_5_vl", "qwen3_vl")
     score_range = (1.0, 10.0)
     score_bins = tuple(float(edge) for edge in range(1, 11))
     input_fields = ("image_column", "text_column")
     preprocessing_class = _Preprocessing
     preprocessing_fields = ("model", "revision", "processor", "mode", "min_pixels", "max_pixels", "max_caption_tokens")
     model_fields = ("model", "revision", "attn_implementation")
-    cli_fields = ("mode", "min_pixels", "max_pixels", "max_new_tokens", "attn_implementation")
+    checkpoint_fields = ("model", "processor")
+    cli_fields = ("mode", "min_pixels", "max_pixels", "max_new_tokens", "seed_image_path", "stop_at_score",
+                  "attn_implementation")
 
     def load_model(self, device: torch.device, dtype: torch.dtype) -> torch.nn.Module:
         return load_qwen_vl_model(self.config.model, self.config.revision, dtype, device,
@@ -199,19 +254,28 @@ class VLMJudge(Scorer):
     def card_facts(self) -> list[dict[str, Any]]:
         facts = super().card_facts()
         facts[0]["prompt"] = prompt_text()
-        facts[0]["min_pixels"], facts[0]["max_pixels"] = self.preprocessing.pixel_budget
+        try:
+            facts[0]["min_pixels"], facts[0]["max_pixels"] = self.preprocessing.pixel_budget
+        except CheckpointUnavailableError:  # the checkpoint is not at hand (scores read from a file)
+            pass
+        facts[0]["seed_image_path"] = self.config.uses_seed_image_path
         return facts
 
     # ---- the scorer hooks -------------------------------------------------------------------
     def extra_features(self) -> dict[str, Any]:
-        if self.config.mode == "fast" and self.config.return_probs:
-            return {"judge_probs": List(Value("float32"), length=10)}
-        if self.config.mode == "reference" and self.config.return_text:
-            return {"judge_output": Value("string")}
-        return {}
+        mode, features = self.config.mode, {}
+        if mode in ("fast", "justify") and self.config.return_probs:
+            features["judge_probs"] = List(Value("float32"), length=10)
+        if mode in ("reference", "justify") and self.config.return_text:
+            features["judge_output"] = Value("string")
+        if mode == "justify":
+            features["judge_note"] = Value("string")
+        return features
 
     def prepare(self, batch: Batch, index: int) -> PreparedPair:
         image = load_image(self.cell(batch, "image_column", index), self.image_policy())
+        if self.config.uses_seed_image_path:
+            image = seed_fetch_image(image)
         caption = clean_caption(self.cell(batch, "text_column", index))
         return self.preprocessing.builder.build(image, caption)
 
@@ -219,7 +283,15 @@ class VLMJudge(Scorer):
         """``(visual tokens, caption characters)`` of a row, from the image header (no decoding)."""
         size = image_size_hint(self.cell(batch, "image_column", index), self.image_policy())
         caption = self.cell(batch, "text_column", index)
-        tokens = self.preprocessing.builder.image_tokens(size[1], size[0]) if size else 0
+        tokens = 0
+        if size:
+            height, width = size[1], size[0]
+            if self.config.uses_seed_image_path:
+                try:
+                    height, width = seed_resize_size(height, width)
+                except ValueError:  # a hint never raises: prepare refuses the image with its reason
+                    pass
+            tokens = self.preprocessing.builder.image_tokens(height, width)
         return tokens, len(caption) if isinstance(caption, str) else 0
 
     def collate(self, items: list[PreparedPair], rank: int | None = None) -> dict[str, torch.Tensor]:
@@ -244,14 +316,16 @@ class VLMJudge(Scorer):
         inputs = {key: value.to(model.device, non_blocking=True) for key, value in inputs.items()}
         inputs["pixel_values"] = inputs["pixel_values"].to(model.dtype)
         if self.config.mode == "fast":
-            return self._score_fast(model, inputs)
+            return self._read_scores(model, inputs)
+        if self.config.mode == "justify":
+            return self._score_justify(model, inputs, list(items))
         return self._score_reference(model, inputs)
 
     @torch.inference_mode()
-    def _score_fast(self, model: torch.nn.Module, inputs: dict[str, torch.Tensor]) -> list[dict[str, Any]]:
-        digits = self.preprocessing.digits
+    def _read_scores(self, model: torch.nn.Module, inputs: dict[str, torch.Tensor]) -> list[dict[str, Any]]:
+        """Fast mode's readout: each row of ``inputs`` ends with ``score: {`` and a teacher-forced ``1``."""
         logits = model(**inputs, logits_to_keep=2).logits
-        probs, _mass = score_distribution(logits[:, 0], logits[:, 1], digits)
+        probs, _mass = score_distribution(logits[:, 0], logits[:, 1], self.preprocessing.digits)
         scores = expected_score(probs).cpu().tolist()
         probs = probs.cpu().tolist()
         rows = []
@@ -263,18 +337,62 @@ class VLMJudge(Scorer):
         return rows
 
     @torch.inference_mode()
-    def _score_reference(self, model: torch.nn.Module, inputs: dict[str, torch.Tensor]) -> list[dict[str, Any]]:
+    def generate_answers(self, model: torch.nn.Module, inputs: dict[str, torch.Tensor],
+                         stop: re.Pattern | None) -> tuple[list[list[int]], list[bool], int]:
+        """Greedy answers of a collated micro-batch (on the model's device).
+
+        Returns per row the answer ids (cut at the first match of ``stop`` when given, else before
+        the end of turn) and whether the judge ended its turn; and the decode steps the batch ran,
+        its cost (transformers pads stopped rows until the batch's last row stops)."""
+        from transformers import StoppingCriteriaList
+
         pre = self.preprocessing
+        width = inputs["input_ids"].shape[1]
+        criteria = None
+        if stop is not None:
+            criteria = ScoreStop(pre.tokenizer, width, stop, trigger="}" if stop is SCORE_PATTERN else "{")
         generated = model.generate(
             **inputs,
             max_new_tokens=self.config.max_new_tokens,
             do_sample=False,
             pad_token_id=pre.builder.pad_token_id,
+            stopping_criteria=StoppingCriteriaList([criteria] if criteria is not None else []),
         )
-        texts = pre.tokenizer.batch_decode(
-            generated[:, inputs["input_ids"].shape[1] :], skip_special_tokens=True, clean_up_tokenization_spaces=False
-        )
-        return [self._parse(text) for text in texts]
+        new = generated[:, width:].cpu().tolist()
+        answers, ended = [], []
+        for row, tokens in enumerate(new):
+            ids, finished = answer_ids(tokens, pre.end_ids, criteria.stopped.get(row) if criteria else None)
+            answers.append(ids)
+            ended.append(finished)
+        return answers, ended, len(new[0]) if new else 0
+
+    def _score_reference(self, model: torch.nn.Module, inputs: dict[str, torch.Tensor]) -> list[dict[str, Any]]:
+        stop = SCORE_PATTERN if self.config.stop_at_score else None
+        answers, _ended, _steps = self.generate_answers(model, inputs, stop)
+        return [self._parse(decode_answer(self.preprocessing.tokenizer, ids)) for ids in answers]
+
+    @torch.inference_mode()
+    def _score_justify(self, model: torch.nn.Module, inputs: dict[str, torch.Tensor],
+                       items: list[PreparedPair]) -> list[dict[str, Any]]:
+        """Generate until ``score: {``, then one forward over prompt + the judge's own text +
+        ``score: {`` + ``1`` reads the score distribution (forced after the text when not written)."""
+        pre = self.preprocessing
+        answers, ended, _steps = self.generate_answers(model, inputs, SCORE_OPENING)
+        readouts, rows = [], []
+        for item, ids, finished in zip(items, answers, ended):
+            read_after, justification, forced = readout_ids(pre.tokenizer, ids)
+            readouts.append(PreparedPair(item.input_ids + read_after, item.pixel_values, item.image_grid_thw))
+            note = ""
+            if forced:
+                note = FORCED_AT_END if finished else FORCED_AT_LIMIT.format(limit=self.config.max_new_tokens)
+            row: dict[str, Any] = {"judge_note": note}
+            if self.config.return_text:
+                row["judge_output"] = justification
+            rows.append(row)
+        readout = pre.builder.collate(readouts, [pre.digits[1]])
+        readout = {key: value.to(model.device) for key, value in readout.items()}
+        readout["pixel_values"] = readout["pixel_values"].to(model.dtype)
+        return [{**row, **scores} for row, scores in zip(rows, self._read_scores(model, readout))]
 
     def _parse(self, text: str) -> dict[str, Any]:
         row: dict[str, Any] = {"judge_output": text} if self.config.return_text else {}
