@@ -1,5 +1,6 @@
 """Recipe: score a dataset with the Compact VLM judge, keep the best pairs, publish them on the Hub
-with a dataset card (source, judge, prompt, threshold, counts, score histogram, this recipe).
+with a dataset card (source, judge, prompt, threshold, counts, score histogram, the cut's thumbnails,
+this recipe) and the run's report.html.
 
     python dataset_scripts/push_filtered.py examples/sample/pairs.json me/sample-hq \
         --model out/tiny-judge --threshold 5
@@ -18,6 +19,7 @@ from hf_vlm_filter import KeepRule, VLMJudge
 from hf_vlm_filter.engines import JobOptions, RunContext, run_in_memory
 from hf_vlm_filter.hub import push_filtered
 from hf_vlm_filter.inputs.sources import load_source
+from hf_vlm_filter.reports import GALLERY, GallerySample
 
 
 def main() -> None:
@@ -34,8 +36,11 @@ def main() -> None:
     judge = VLMJudge(args.model, image_root=image_root)
     rule = KeepRule.from_thresholds(judge, {judge.score_column: args.threshold})
     context = RunContext(args.source, recipe="python " + " ".join(shlex.quote(arg) for arg in sys.argv))
-    result = run_in_memory(dataset, judge, rule, context, JobOptions(batch_size=args.batch_size))
-    pushed = push_filtered(result.kept, args.repo_id, result.run, private=args.private or None)
+    image_column = "image" if "image" in dataset.column_names else "image_path"  # the seed JSON layout
+    gallery = GallerySample.for_run(judge, rule, image_column=image_column, text_column="caption", image_root=image_root)
+    result = run_in_memory(dataset, judge, rule, context, JobOptions(batch_size=args.batch_size), observers=[gallery])
+    pushed = push_filtered(result.kept, args.repo_id, result.run, private=args.private or None,
+                           gallery=result.observers[GALLERY])
     print(result.summary.render())
     print(f"pushed {len(result.kept)} rows to {pushed.repo_id} (commit {pushed.commit_oid})")
 

@@ -11,6 +11,7 @@ Examples::
     hf-vlm-filter scorers
 
 Subcommands: ``score`` / ``filter`` (:mod:`.score_filter`), ``visa-select`` (:mod:`.visa_select`),
+``report`` (:mod:`.report`: the HTML report of an output folder again, or another cut previewed),
 ``tiny-model`` (a tiny random judge for offline smoke runs), ``scorers`` (the registry as a table).
 The ``--scorer`` choices and the per-scorer flags come from the registry
 (:mod:`hf_vlm_filter.scorers.registry`). Exit codes: 0 success, 1 checkpoint unavailable, 2 bad
@@ -27,13 +28,13 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from . import score_filter, visa_select
+from . import calibrate, report, score_filter, visa_select
 from .errors import OneLineParser, UsageError
 
 PROG = "hf-vlm-filter"
 #: Modules that add subcommands: each has ``register(commands)``, which adds its parsers and sets
 #: ``handler=callable(args) -> exit code`` as their default.
-COMMAND_MODULES = (score_filter, visa_select)
+COMMAND_MODULES = (score_filter, visa_select, calibrate, report)
 
 #: ``OSError`` numbers that mean the output cannot be written (exit code 4).
 WRITE_ERRORS = {errno.ENOSPC, errno.EROFS, errno.EACCES, errno.EDQUOT, errno.EFBIG}

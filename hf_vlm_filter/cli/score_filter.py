@@ -5,7 +5,9 @@ keeps: ``--threshold`` on the first scorer's score column (default 9 for the jud
 column's direction (at least for a higher-is-better score, at most for caption perplexity),
 ``--threshold-for COLUMN=VALUE`` on any other score column, ``--top-fraction [COLUMN=]F`` /
 ``--bottom-fraction [COLUMN=]F`` for the highest / lowest fraction of a column (in memory only), and
-``--keep-errors``. Both write ``OUT/data.parquet`` and ``OUT/summary.txt`` and print the summary.
+``--keep-errors``. Both write ``OUT/data.parquet`` and ``OUT/summary.txt`` and print the summary,
+and ``OUT/report.html`` with ``OUT/report_sample.json`` (:mod:`hf_vlm_filter.reports`: the gallery
+sample is collected while rows are scored).
 With ``--streaming`` the run is the resumable job of :mod:`hf_vlm_filter.engines.streaming`
 (Parquet shards under ``OUT/data/``, a checkpoint under ``OUT/state/``, ``--resume``, a dataset card),
 under torchrun one job per rank; ``--push-to REPO`` publishes the result.
@@ -14,6 +16,7 @@ under torchrun one job per rank; ``--push-to REPO`` publishes the result.
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -59,6 +62,9 @@ def register(commands: Any) -> None:
             sub.add_argument("--keep-errors", action="store_true", help="also keep rows that could not be scored")
             sub.add_argument("--rescore", action="store_true",
                              help="score again even when the source already holds every score column")
+        sub.add_argument("--calibration", type=Path, default=None, metavar="PATH",
+                         help="the judge's calibration (`hf-vlm-filter calibrate`'s calibration.json or its folder) "
+                              "the threshold was chosen with: shown in the report and the dataset card")
         sub.add_argument("--image-root", type=Path, default=None,
                          help="folder relative image paths are resolved against (default: the source's folder)")
         sub.add_argument("--embed-images", action="store_true",
@@ -97,6 +103,7 @@ def run(args: argparse.Namespace) -> int:
             raise UsageError(f"{flag} {str(folder)!r} exists and is not a folder")
     if args.rejected_out is not None and args.command != "filter":
         raise UsageError("--rejected-out writes the rows a filter drops: use it with `filter`")
+    calibration = _calibration(args.calibration)
     names = scorer_names(args)
     models = _models(args, names)
     prefixes = _prefixes(args, names)
@@ -123,7 +130,10 @@ def run(args: argparse.Namespace) -> int:
         transform=PortableImages(tuple(image_columns), image_root, args.embed_images),
         rejected_dir=args.rejected_out)
     context = RunContext(args.source, source_revision=_source_revision(args.source), split=args.split,
-                         limit=args.limit, command=args.command_line)
+                         limit=args.limit, command=args.command_line, calibration=calibration)
+    if calibration is not None:
+        _check_calibration_model(calibration, scorer)
+    gallery = _gallery(scorer, rule, dataset, next(iter(image_columns), None), text_column, image_root)
     if args.streaming:
         from ..engines.torchrun import on_local_device
 
@@ -131,10 +141,11 @@ def run(args: argparse.Namespace) -> int:
     scorer.load()  # fail now, with the checkpoint's own message, rather than inside map
     args.out.mkdir(parents=True, exist_ok=True)
     if args.streaming:
-        return _run_job(dataset, scorer, rule, context, options, outputs, args)
+        return _run_job(dataset, scorer, rule, context, options, outputs, args, gallery)
     from ..engines.in_memory import run_in_memory
+    from ..reports import write_report
 
-    result = run_in_memory(dataset, scorer, rule, context, options, outputs)
+    result = run_in_memory(dataset, scorer, rule, context, options, outputs, observers=[gallery])
     written = _write_in_memory(result.kept, args.out, outputs)
     if result.rejected is not None:
         args.rejected_out.mkdir(parents=True, exist_ok=True)
@@ -143,10 +154,11 @@ def run(args: argparse.Namespace) -> int:
     (args.out / SUMMARY_FILE).write_text(text + "\n", encoding="utf-8")
     print(text)
     print(f"wrote {written}")
+    print(f"wrote {write_report(args.out, result.run, gallery)}")
     if args.push_to:
         from ..hub.push import push_filtered
 
-        pushed = push_filtered(result.kept, args.push_to, result.run)
+        pushed = push_filtered(result.kept, args.push_to, result.run, gallery=gallery)
         print(f"pushed {len(pushed.files)} files to {args.push_to} (commit {pushed.commit_oid})")
     return 0
 
@@ -164,15 +176,17 @@ def _write_in_memory(rows: Any, folder: Path, outputs: Any) -> Path:
 
 
 def _run_job(dataset: Any, scorer: Any, rule: KeepRule, context: RunContext, options: JobOptions, outputs: Any,
-             args: argparse.Namespace) -> int:
-    """``--streaming``: the resumable shard-writing job (one per torchrun rank), then its card."""
+             args: argparse.Namespace, gallery: Any) -> int:
+    """``--streaming``: the resumable shard-writing job (one per torchrun rank), then its report and card."""
     from ..engines.torchrun import run_distributed_job
     from ..hub.job_publishing import DatasetCardWriter, HubPublisher
+    from ..reports import ReportWriter
 
     publisher = HubPublisher(args.push_to) if args.push_to else None
     finisher = publisher or DatasetCardWriter()
     result = run_distributed_job(dataset, scorer, args.out, context, rule, options, resume=args.resume,
-                                 publisher=publisher, finishers=[finisher], outputs=outputs)
+                                 publisher=publisher, finishers=[ReportWriter(), finisher], outputs=outputs,
+                                 observers=[gallery])
     if result is None:  # a rank other than 0: its shards are written, rank 0 writes the card
         print(f"rank done: shards in {args.out / 'data'}; rank 0 writes the card")
         return 0
@@ -184,6 +198,39 @@ def _run_job(dataset: Any, scorer: Any, rule: KeepRule, context: RunContext, opt
     if args.push_to:
         print(f"pushed to {args.push_to}")
     return 0
+
+
+def _calibration(path: Path | None) -> dict[str, Any] | None:
+    """``--calibration``: the checked calibration record, or a one-line usage error."""
+    if path is None:
+        return None
+    from ..engines.calibration import load_calibration
+
+    try:
+        return load_calibration(path)
+    except ValueError as exc:
+        raise UsageError(f"--calibration: {exc}") from None
+
+
+def _check_calibration_model(calibration: dict[str, Any], scorer: Any) -> None:
+    """One warning line when the calibration was made with another checkpoint than the run's judge."""
+    models = [getattr(getattr(member, "config", None), "model", None) for member in scorer.members()
+              if getattr(member, "name", None) == "compact"]
+    if models and calibration.get("model") not in models:
+        print(f"warning: the calibration was made with {calibration.get('model')!r}, this run's judge is "
+              f"{models[0]!r}: its figures may not hold for this run", file=sys.stderr)
+
+
+def _gallery(scorer: Any, rule: KeepRule, dataset: Any, image_column: str | None, text_column: str | None,
+             image_root: str | None) -> Any:
+    """The report's row observer: thumbnails from ``image_column``, captions from ``text_column``
+    (else the source's caption column, when it has one)."""
+    from ..reports import GallerySample
+
+    columns = dataset.column_names or []
+    text_column = text_column or next((column for column in CAPTION_CANDIDATES if column in columns), None)
+    return GallerySample.for_run(scorer, rule, image_column=image_column, text_column=text_column,
+                                 image_root=image_root)
 
 
 #: Caption columns looked for when no --text-column is given, in this order.

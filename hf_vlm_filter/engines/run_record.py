@@ -29,6 +29,9 @@ class RunContext:
         limit: only the first ``limit`` rows were read (``None``: all).
         command: the command line that reproduces the run (the CLI records its own).
         recipe: or the Python recipe that does.
+        calibration: the judge's fast-against-reference calibration the run's threshold was chosen
+            with (a :func:`~hf_vlm_filter.engines.calibration.load_calibration` dict); the card and the
+            report show it.
     """
 
     source: str
@@ -37,6 +40,7 @@ class RunContext:
     limit: int | None = None
     command: str | None = None
     recipe: str | None = None
+    calibration: dict[str, Any] | None = None
 
 
 @dataclass
@@ -92,6 +96,7 @@ class FilterRun:
     summary: RunSummary | None = None
     command: str | None = None
     recipe: str | None = None
+    calibration: dict[str, Any] | None = None
     library_version: str = __version__
 
     @classmethod
@@ -103,7 +108,8 @@ class FilterRun:
 
     @property
     def context(self) -> RunContext:
-        return RunContext(self.source, self.source_revision, self.split, self.limit, self.command, self.recipe)
+        return RunContext(self.source, self.source_revision, self.split, self.limit, self.command, self.recipe,
+                          self.calibration)
 
     @property
     def mode(self) -> str | None:

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from ..engines.calibration import calibration_facts
 from ..engines.run_record import FilterRun
 from ..models.judge_prompt import MAX_PIXELS, MIN_PIXELS
 
@@ -81,13 +82,17 @@ def build_dataset_card(
     pretty_name: str | None = None,
     histogram_file: str | None = HISTOGRAM_FILE,
     template: str | Path | None = None,
+    gallery_markdown: str | None = None,
+    report_file: str | None = None,
 ) -> Any:
     """The ``DatasetCard`` of a curated dataset, filled from ``run``.
 
     ``num_rows`` is the number of rows published (default ``run.summary.kept``); ``configs`` the data
     files per split (default ``data/train-*``); ``extra_metadata`` more YAML keys (e.g. the
     ``dataset_info`` that ``datasets.push_to_hub`` wrote); ``histogram_file`` the PNG beside the
-    card (``None``: the card shows the summary's text histogram).
+    card (``None``: the card shows the summary's text histogram); ``gallery_markdown`` the grid of
+    kept and dropped thumbnails (:func:`hf_vlm_filter.reports.write_card_grid`) and ``report_file``
+    the run's HTML report beside the card, shown under "The cut".
 
     Example:
         >>> card = build_dataset_card(run, "me/pairs-hq")                     # doctest: +SKIP
@@ -101,10 +106,13 @@ def build_dataset_card(
     kept = num_rows if num_rows is not None else (summary.kept if summary else 0)
     source_is_hub = is_hub_id(run.source)
     tags = list(dict.fromkeys([*tags, *(f"scorer-{info.name.lower()}" for info in run.scorers)]))
+    record = run.to_dict()
+    if record.get("calibration"):  # the figures, not the disagreeing rows' captions, in the YAML
+        record["calibration"] = {k: v for k, v in record["calibration"].items() if k != "disagreements"}
     metadata: dict[str, Any] = {
         "configs": configs if configs is not None else data_files_config([run.split]),
         **dict(extra_metadata or {}),
-        "hf_vlm_filter": run.to_dict(),
+        "hf_vlm_filter": record,
     }
     card_data = DatasetCardData(
         pretty_name=pretty_name or repo_id.split("/")[-1],
@@ -142,7 +150,18 @@ def build_dataset_card(
         if summary and summary.elapsed_seconds > 0 else None,
         reproduce=reproduce,
         reproduce_language=language,
+        gallery_markdown=gallery_markdown,
+        report_file=report_file,
+        calibration=_calibration_rows(run.calibration) if run.calibration else None,
     )
+
+
+def _calibration_rows(calibration: Mapping[str, Any]) -> dict[str, str]:
+    """The calibration's card facts as literal Markdown text (the file's strings are not markup)."""
+    from ..reports.card_grid import md_text
+
+    return {key: md_text(value) for key, value in calibration_facts(dict(calibration)).items()
+            if value is not None}
 
 
 def rule_text(run: FilterRun) -> str:

@@ -1,4 +1,5 @@
-"""Publish to the Hub: a curated dataset with its card and histogram (:func:`push_filtered`) and a
+"""Publish to the Hub: a curated dataset with its card, histogram and (given the run's gallery
+sample) its HTML report and a grid of kept and dropped thumbnails (:func:`push_filtered`), and a
 fine-tuned judge with its processor and model card (:func:`push_checkpoint`).
 
 Every network call goes through :func:`~hf_vlm_filter.hub.retry.with_hub_retries` (transient HTTP
@@ -48,6 +49,7 @@ def push_filtered(
     task_categories: Sequence[str] = ("image-to-text", "text-to-image"),
     attempts: int = DEFAULT_ATTEMPTS,
     base_delay: float = DEFAULT_BASE_DELAY,
+    gallery: Any = None,
 ) -> PushResult:
     """Push a curated ``Dataset``, ``DatasetDict`` or ``IterableDataset`` with a dataset card.
 
@@ -55,7 +57,10 @@ def push_filtered(
     ``configs`` / ``dataset_info`` metadata); then ``README.md`` (rendered from the package's
     ``dataset_card.md`` template and filled from ``run``) and ``score_histogram.png`` are committed
     together. The histogram shows the run's score histograms (every row read: the best picture of
-    the cut) or, when ``run`` has no summary, the score columns of the pushed rows.
+    the cut) or, when ``run`` has no summary, the score columns of the pushed rows. With ``gallery``
+    (the run's :class:`~hf_vlm_filter.reports.GallerySample`: ``result.observers[GALLERY]``) the
+    commit adds the run's ``report.html`` and ``assets/`` thumbnails of kept and dropped rows, which
+    the card shows with their scores.
 
     Example:
         >>> result = run_in_memory(ds, judge, rule, RunContext("user/pairs", recipe="..."))       # doctest: +SKIP
@@ -81,21 +86,43 @@ def push_filtered(
     histograms = list(run.summary.histograms.values()) if run.summary else _pushed_histograms(dataset, run)
     with tempfile.TemporaryDirectory() as tmp:
         histogram = try_save_score_histogram(histograms, Path(tmp) / HISTOGRAM_FILE, run.thresholds)
+        extras, grid, report = report_files(run, gallery, Path(tmp))
         card = build_dataset_card(
             run, repo_id,
             num_rows=_num_rows(dataset, pushed_metadata),
             configs=pushed_metadata.get("configs"),
             extra_metadata={key: pushed_metadata[key] for key in ("dataset_info",) if key in pushed_metadata},
             histogram_file=HISTOGRAM_FILE if histogram else None,
+            gallery_markdown=grid, report_file=report,
             **card_options,
         )
-        info = commit_dataset_card(api, repo_id, str(card).encode("utf-8"), histogram, retry)
+        info = commit_dataset_card(api, repo_id, str(card).encode("utf-8"), histogram, retry, extras)
     files = retry(lambda: api.list_repo_files(repo_id, repo_type="dataset"), f"list {repo_id}")
     return PushResult(repo_id, "dataset", info.oid, sorted(files))
 
 
-def commit_dataset_card(api: Any, repo_id: str, readme: bytes | Path, histogram: Path | None, retry: HubRetry) -> Any:
-    """Commit a dataset card (``README.md``: bytes or a file) and its score histogram (when drawn) to
+def report_files(run: FilterRun, gallery: Any, folder: Path) -> tuple[dict[str, Path], str | None, str | None]:
+    """Write the run's report and the card's thumbnail grid into ``folder`` (nothing without a
+    ``gallery``); returns ``(path in repo -> file, grid markdown, report path in repo)``."""
+    if gallery is None:
+        return {}, None, None
+    from ..reports import REPORT_FILE, write_card_grid, write_report
+
+    files: dict[str, Path] = {}
+    report = None
+    if run.summary is not None:
+        files[REPORT_FILE] = write_report(folder, run, gallery)
+        report = REPORT_FILE
+    grid = write_card_grid(run, gallery, folder)
+    if grid is not None:
+        files.update(grid.files)
+    return files, grid.markdown if grid is not None else None, report
+
+
+def commit_dataset_card(api: Any, repo_id: str, readme: bytes | Path, histogram: Path | None, retry: HubRetry,
+                        extras: Mapping[str, Path] | None = None) -> Any:
+    """Commit a dataset card (``README.md``: bytes or a file), its score histogram (when drawn) and
+    ``extras`` (path in the repository -> local file: the report, the card's thumbnails) to
     ``repo_id`` in one retried commit; returns the commit info."""
     from huggingface_hub import CommitOperationAdd
 
@@ -103,6 +130,7 @@ def commit_dataset_card(api: Any, repo_id: str, readme: bytes | Path, histogram:
     operations = [CommitOperationAdd(README, content)]
     if histogram is not None:
         operations.append(CommitOperationAdd(HISTOGRAM_FILE, str(histogram)))
+    operations += [CommitOperationAdd(path, str(local)) for path, local in sorted((extras or {}).items())]
     return retry(lambda: api.create_commit(repo_id, operations, commit_message="Dataset card and score histogram",
                                            repo_type="dataset"),
                  f"commit the card of {repo_id}")
