@@ -11,6 +11,7 @@ import json
 import math
 import os
 import threading
+import time
 from pathlib import Path
 
 import numpy as np
@@ -92,8 +93,6 @@ def test_streaming_through_null_cells_in_any_column(tiny_judge_path, tmp_path, f
     rows[1] = {**rows[1], "image_path": None}
     rows[4] = {**rows[4], "caption": None, "image_path": None}
     if form == "iterable":
-        from hf_vlm_filter.inputs.sources import load_source
-
         judge = VLMJudge(tiny_judge_path, device="cpu", image_root=str(SAMPLE.parent))
         stream = Dataset.from_list(rows).to_iterable_dataset()
         result = streaming_filter_job(stream, judge, tmp_path / "job", RunContext("inline"),
@@ -166,6 +165,8 @@ class _Images(http.server.BaseHTTPRequestHandler):
             self.send_response(503)
             self.end_headers()
             return
+        if self.path == "/slow.jpg":
+            time.sleep(1.0)
         if self.path == "/missing.jpg":
             self.send_response(404)
             self.end_headers()
@@ -201,6 +202,8 @@ def test_https_images_load_with_retries_and_a_size_cap(image_server):
     _Images.failures["/down.jpg"] = 10
     with pytest.raises(RowError, match="HTTP 503"):
         load_image(f"{image_server}/down.jpg", policy)
+    with pytest.raises(RowError, match="image could not be read: .*/slow.jpg: .*timed out"):
+        load_image(f"{image_server}/slow.jpg", ImagePolicy(url_timeout=0.2, url_attempts=2))
 
 
 # ---- 7. a NaN pixel does not blank a float image ----------------------------------------------------

@@ -72,7 +72,7 @@ def test_the_wheel_carries_the_card_templates_and_data_files(tmp_path):
     (wheel,) = tmp_path.glob("hf_vlm_filter-*.whl")
     names = set(zipfile.ZipFile(wheel).namelist())
     for name in ("hf_vlm_filter/hub/templates/dataset_card.md", "hf_vlm_filter/hub/templates/compact_judge.md",
-                 "hf_vlm_filter/visa/tags.txt", "hf_vlm_filter/training/prompts/level_0.txt"):
+                 "hf_vlm_filter/visa/tags.txt", "hf_vlm_filter/training/prompts/model_generic.txt"):
         assert name in names, name
     assert not any(name.startswith(("tests/", "benchmarks/")) for name in names)
 
@@ -259,3 +259,19 @@ def test_refiltering_a_scored_file_reads_its_scores(tiny_judge_path, tmp_path, m
     assert main(["filter", source, "--model", tiny_judge_path, "--threshold", repr(threshold), "--rescore",
                  "--out", str(tmp_path / "rescored")]) == 0
     assert calls["n"] > 0
+
+
+def test_refiltering_without_the_checkpoint_loads_nothing(tiny_judge_path, tmp_path, monkeypatch):
+    """The default Hub judge, out of reach: the scores are in the file, so nothing of it is loaded."""
+    scored_dir = tmp_path / "scored"
+    assert main(["score", str(SAMPLE), "--model", tiny_judge_path, "--out", str(scored_dir)]) == 0
+
+    def refuse(self):
+        raise AssertionError("the judge's processors were loaded to re-filter a scored file")
+
+    monkeypatch.setattr(VLMJudge, "preprocessing", property(refuse))
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    kept = tmp_path / "kept"
+    assert main(["filter", str(scored_dir / "data.parquet"), "--threshold", "1", "--out", str(kept)]) == 0
+    (facts,) = [info["facts"] for info in json.loads((kept / "report_sample.json").read_text())["run"]["scorers"]]
+    assert facts["scores"] == "read from the source, not recomputed" and "max_pixels" not in facts

@@ -58,7 +58,16 @@ class PrecomputedScores:
         return self
 
     def card_facts(self) -> list[dict[str, Any]]:
-        return [{**facts, "scores": "read from the source, not recomputed"} for facts in self.scorer.card_facts()]
+        """Who wrote the columns, and that they were read: never the scorer's own facts (pixel budget,
+        prompt...), which describe this configuration rather than the run that made the scores, and
+        whose lookup would load the checkpoint's processors."""
+        facts = []
+        for member in self.members():
+            config = getattr(member, "config", None)
+            facts.append({"scorer": getattr(member, "name", None), "class": type(member).__name__,
+                          "model": getattr(config, "model", None), "revision": getattr(config, "revision", None),
+                          "scores": "read from the source, not recomputed"})
+        return facts
 
     def __getstate__(self) -> dict[str, Any]:
         return {"scorer": self.scorer}

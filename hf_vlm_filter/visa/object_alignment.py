@@ -309,8 +309,8 @@ class ObjectAlignmentScoreConfig(PipelineFields):
 
     Args:
         n_documents / frequencies: the table inline (``frequencies`` as sorted ``(tag, rows)`` pairs).
-        frequencies_file: or a table saved with :meth:`DocumentFrequencies.save`, read when the
-            config is built (its contents, not its path, are the config's identity).
+        frequencies_file: the table as a file saved with :meth:`DocumentFrequencies.save` instead of
+            inline, read when the config is built (its contents, not its path, are the config's identity).
         counts_column: the counts pass's column (``oa_tag_counts``).
     """
 
